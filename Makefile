@@ -1,0 +1,34 @@
+# tslake — run `make help` for the targets.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+export DO_NOT_TRACK := 1
+
+.PHONY: help install demo test test-unit lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv/ with tslake, dbt and the test tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: install  ## embedded Postgres + synthetic metrics -> backfill, tick, inspect, parity
+	$(BIN)/python -m runner.demo
+
+test: install  ## the whole suite (unit + integration against a real Postgres)
+	$(BIN)/pytest
+
+test-unit: install  ## only the fast unit tests
+	$(BIN)/pytest -m unit
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check runner tests
+	$(BIN)/mypy
+
+clean:  ## remove the venv, dbt's target/ and the demo's data root
+	rm -rf $(VENV) target logs .tslake

@@ -1,0 +1,14 @@
+{#-
+    Ask the tslake runner to do a step SQL should not do: 'open' (lock, leftovers),
+    'prepare' (create partition directories), 'publish' (fsync, rename, manifest commit).
+    dbt-duckdb's store hook is the bridge: it hands `request` to runner/dbt_plugin.py.
+-#}
+{% macro lake_call(action) %}
+    {%- set allowed = ['open', 'prepare', 'publish'] -%}
+    {%- if action not in allowed -%}
+        {{ exceptions.raise_compiler_error("lake_call: action '" ~ action ~ "' is not one of " ~ allowed | join(', ')) }}
+    {%- endif -%}
+    {%- set request = {'action': action} -%}
+    {%- do request.update(kwargs) -%}
+    {%- do adapter.store_relation('tslake', this, [], '', 'parquet', request) -%}
+{% endmacro %}

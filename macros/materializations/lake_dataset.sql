@@ -1,0 +1,30 @@
+{#-
+    The lake_dataset materialization: the model's SQL is the projection of one export
+    window; this runs it for a tick (default) or for each backfill day, writes Parquet
+    and has the runner publish it. Nothing is stored in DuckDB.
+-#}
+{% materialization lake_dataset, adapter='duckdb' %}
+    {%- set dataset = (config.get('meta') or {}).get('dataset') -%}
+    {%- if not dataset -%}
+        {{ exceptions.raise_compiler_error("model " ~ this.identifier ~ " has no meta.dataset: set config meta: {dataset: <name like metrics/v1>} in its yml") }}
+    {%- endif -%}
+    {%- set run_id = modules.datetime.datetime.now(modules.pytz.utc).strftime('%Y%m%dT%H%M%SZ') ~ '-' ~ invocation_id[:8] -%}
+
+    {{ run_hooks(pre_hooks) }}
+    {%- do lake_call('open', dataset=dataset, run_id=run_id) -%}
+    {%- set lake = lake_state(dataset) -%}
+    {%- set stable = stable_watermark() -%}
+    {%- if lake_export_mode() == 'backfill' -%}
+        {%- do lake_backfill(sql, dataset, run_id, lake, stable) -%}
+    {%- else -%}
+        {%- do lake_tick(sql, dataset, run_id, lake, stable) -%}
+    {%- endif -%}
+    {#- dbt reports the node's result from the 'main' statement: the committed state. -#}
+    {% call statement('main') -%}
+        select (content::json ->> 'generation')::bigint as manifest_generation
+        from read_text(getvariable('tslake_manifest_path'))
+    {%- endcall %}
+    {{ run_hooks(post_hooks) }}
+
+    {{ return({'relations': []}) }}
+{% endmaterialization %}

@@ -1,0 +1,52 @@
+{#-
+    The window's upper bound `hi`, from Postgres's clock (SPEC section 4):
+    now() - lag, kept strictly below the start of the oldest open transaction in this
+    database. A row's inserted_at is its transaction's start, but the row is visible only
+    at commit, so a bound at or past an open transaction's start would skip its rows for
+    good. Returns a dict: stable_hi (RFC 3339), oldest_xact_start, oldest_xact_pid,
+    prepared_xacts, sees_all_sessions, role_name.
+-#}
+{% macro stable_watermark() %}
+    {%- set observe -%}
+        with open_transactions as (
+            select xact_start, pid
+            from pg_stat_activity
+            where xact_start is not null
+              and pid <> pg_backend_pid()
+              and backend_type = 'client backend'
+              and datname = current_database()
+        ),
+        oldest as (
+            select xact_start, pid from open_transactions order by xact_start limit 1
+        )
+        select
+            least(
+                statement_timestamp() - make_interval(secs => {}),
+                (select xact_start from oldest) - interval '1 microsecond'
+            ) as stable_hi,
+            (select xact_start from oldest) as oldest_xact_start,
+            (select pid from oldest) as oldest_xact_pid,
+            (select count(*) from pg_prepared_xacts where database = current_database()) as prepared_xacts,
+            pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') as sees_all_sessions,
+            current_user::text as role_name
+    {%- endset -%}
+    {%- set query -%}
+        select
+            {{ lake_rfc3339('stable_hi') }} as stable_hi,
+            {{ lake_rfc3339('oldest_xact_start') }} as oldest_xact_start,
+            oldest_xact_pid,
+            prepared_xacts,
+            sees_all_sessions,
+            role_name
+        from postgres_query('{{ lake_source_catalog() }}', format({{ lake_literal(observe) }}, getvariable('tslake_lag_seconds')))
+    {%- endset -%}
+    {%- set row = run_query(query).rows[0] -%}
+    {%- set observed = {} -%}
+    {%- for name in row.keys() -%}
+        {%- do observed.update({name: row[name]}) -%}
+    {%- endfor -%}
+    {%- if not observed['sees_all_sessions'] -%}
+        {{ exceptions.raise_compiler_error("Postgres role '" ~ observed['role_name'] ~ "' cannot see other sessions' transactions, so tslake cannot tell which rows are still uncommitted: run GRANT pg_read_all_stats TO \"" ~ observed['role_name'] ~ "\"") }}
+    {%- endif -%}
+    {{ return(observed) }}
+{% endmacro %}

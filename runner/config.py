@@ -1,0 +1,116 @@
+"""Settings from the environment (SPEC section 2), validated once, in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import ConfigError
+
+# The repository root: runner/ is installed editable from it, and dbt runs from it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_SHARDS = 8
+MAX_SHARDS = 100  # shard directories are two digits: shard=00 .. shard=99
+
+
+def _first(env: Mapping[str, str], *names: str) -> str | None:
+    """The value of the first variable that is set and not empty (aliases come second)."""
+    for name in names:
+        value = env.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _number(env: Mapping[str, str], names: tuple[str, ...], default: float, *,
+            minimum: float, whole: bool = False) -> float:
+    raw = _first(env, *names)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{names[0]}={raw!r} is not {kind}; set it to {kind} >= {minimum:g} "
+                          f"or unset it for the default {default:g}") from None
+    if value < minimum or value != value:  # value != value: NaN
+        raise ConfigError(f"{names[0]}={raw!r} is below the minimum {minimum:g}; "
+                          f"unset it for the default {default:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lake lives and how it is kept. Build with `Settings.from_env()`."""
+
+    data_root: Path
+    hot_path: Path
+    cold_path: Path | None
+    tmp_path: Path
+    interval_seconds: float
+    lag_seconds: float
+    hot_retention_days: int
+    shards: int
+    compact_min_files: int
+    lock_timeout_seconds: float
+    memory_limit: str
+    threads: int
+
+    @property
+    def state_dir(self) -> Path:
+        return self.hot_path / "_state"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.state_dir / "manifest.json"
+
+    @property
+    def replication_path(self) -> Path:
+        return self.state_dir / "replication.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "lock"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_root = Path(_first(env, "TSLAKE_DATA_ROOT") or PROJECT_ROOT / ".tslake")
+        data_root = data_root.expanduser().absolute()
+        hot = _first(env, "TSLAKE_HOT_PATH")
+        cold = _first(env, "TSLAKE_COLD_PATH", "CORE_ANALYSIS_LAKE_COLD_PATH")
+        tmp = _first(env, "TSLAKE_TMP_PATH")
+        shards = int(_number(env, ("TSLAKE_SHARDS",), DEFAULT_SHARDS, minimum=1, whole=True))
+        if shards > MAX_SHARDS:
+            raise ConfigError(f"TSLAKE_SHARDS={shards} is above {MAX_SHARDS}: shard directories "
+                              "have two digits; choose 1..100")
+        memory_limit = _first(env, "TSLAKE_MEMORY_LIMIT") or "512MB"
+        if not memory_limit.replace(" ", "").rstrip("KMGTiBb").replace(".", "").isdigit():
+            raise ConfigError(f"TSLAKE_MEMORY_LIMIT={memory_limit!r} is not a size "
+                              "like 512MB or 2GB")
+        return cls(
+            data_root=data_root,
+            hot_path=Path(hot).expanduser().absolute() if hot
+            else data_root / "storage/analysis/lake/hot",
+            cold_path=Path(cold).expanduser().absolute() if cold else None,
+            tmp_path=Path(tmp).expanduser().absolute() if tmp
+            else data_root / "storage/analysis/tmp",
+            interval_seconds=_number(env, ("TSLAKE_REPLICATION_INTERVAL_SECONDS",
+                                           "CORE_ANALYSIS_REPLICATION_INTERVAL_SECONDS"),
+                                     60, minimum=0.1),
+            lag_seconds=_number(env, ("TSLAKE_REPLICATION_LAG_SECONDS",
+                                      "CORE_ANALYSIS_REPLICATION_LAG_SECONDS"), 300, minimum=0),
+            hot_retention_days=int(_number(env, ("TSLAKE_HOT_RETENTION_DAYS",
+                                                 "CORE_ANALYSIS_HOT_RETENTION_DAYS"),
+                                           90, minimum=1, whole=True)),
+            shards=shards,
+            compact_min_files=int(_number(env, ("TSLAKE_COMPACT_MIN_FILES",), 10, minimum=1,
+                                          whole=True)),
+            lock_timeout_seconds=_number(env, ("TSLAKE_LOCK_TIMEOUT_SECONDS",), 10, minimum=0),
+            memory_limit=memory_limit,
+            threads=int(_number(env, ("TSLAKE_THREADS",), min(4, os.cpu_count() or 1),
+                                minimum=1, whole=True)),
+        )

@@ -1,0 +1,117 @@
+"""DuckDB sessions: the postgres extension from its wheel, Postgres attached read-only.
+
+The password never enters an ATTACH string (DuckDB repeats that string in its connection
+errors): it goes into a temporary DuckDB secret, and every error text is redacted anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import duckdb
+import duckdb_extension_postgres
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from runner.config import Settings
+from runner.errors import ConfigError, SourceError
+
+SOURCE_CATALOG = "pg"  # the attached Postgres database, as sources and macros name it
+APPLICATION_NAME = "tslake"
+
+
+def sql_literal(value: object) -> str:
+    """The one way a value enters SQL text: a quoted string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def postgres_extension_file() -> Path:
+    """The extension binary shipped in the `duckdb-extension-postgres` wheel."""
+    package = Path(duckdb_extension_postgres.__file__).parent
+    candidates = sorted(package.glob(f"extensions/v{duckdb.__version__}/postgres.duckdb_extension"))
+    if not candidates:
+        raise ConfigError(f"no postgres extension for DuckDB {duckdb.__version__} under {package}: "
+                          "install duckdb-extension-postgres with the same version as duckdb "
+                          "(run `make install`)")
+    return candidates[0]
+
+
+class SourceConninfo:
+    """Where Postgres is: `TSLAKE_PG_DSN`, else libpq's own PG* variables and ~/.pgpass."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        dsn = env.get("TSLAKE_PG_DSN", "")
+        try:
+            params = conninfo_to_dict(dsn) if dsn else {}
+        except Exception:  # psycopg raises ProgrammingError with the DSN in its text
+            raise ConfigError("TSLAKE_PG_DSN is not a valid libpq connection string or URI: "
+                              "check its syntax (e.g. 'host=db port=5432 dbname=farm')") from None
+        password = params.pop("password", None)
+        self.password: str | None = None if password is None else str(password)
+        params.setdefault("application_name", APPLICATION_NAME)
+        self.conninfo = make_conninfo(**{key: str(value) for key, value in params.items()})
+        self._where = {key: str(params.get(key) or env.get(f"PG{key.upper()}", "") or "default")
+                       for key in ("host", "port", "dbname", "user")}
+
+    def describe(self) -> str:
+        """host/port/dbname/user for messages; never the password."""
+        return " ".join(f"{key}={value}" for key, value in self._where.items())
+
+    def redact(self, text: str) -> str:
+        return text.replace(self.password, "***") if self.password else text
+
+
+def configure_database(conn: duckdb.DuckDBPyConnection, settings: Settings,
+                       source: SourceConninfo | None) -> None:
+    """Database-wide setup, once per DuckDB database: extension, resources, the source."""
+    extension_dir = settings.tmp_path / "duckdb_extensions"
+    spill_dir = settings.tmp_path / "duckdb_spill"
+    extension_dir.mkdir(parents=True, exist_ok=True)
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    conn.execute(f"SET extension_directory = {sql_literal(extension_dir)}")
+    conn.execute(f"INSTALL {sql_literal(postgres_extension_file())}")
+    conn.execute("LOAD postgres")
+    conn.execute(f"SET memory_limit = {sql_literal(settings.memory_limit)}")
+    conn.execute(f"SET threads = {int(settings.threads)}")
+    conn.execute(f"SET temp_directory = {sql_literal(spill_dir)}")
+    if source is not None:
+        attach_source(conn, source)
+
+
+def attach_source(conn: duckdb.DuckDBPyConnection, source: SourceConninfo) -> None:
+    options = "TYPE postgres, READ_ONLY"
+    if source.password is not None:
+        conn.execute("CREATE OR REPLACE TEMPORARY SECRET tslake_source "
+                     f"(TYPE postgres, PASSWORD {sql_literal(source.password)})")
+        options += ", SECRET tslake_source"
+    try:
+        conn.execute(f"ATTACH {sql_literal(source.conninfo)} AS {SOURCE_CATALOG} ({options})")
+    except duckdb.Error as error:
+        reason = " ".join(source.redact(str(error)).split(": ", 2)[-1].split())
+        raise SourceError(f"cannot connect to Postgres ({source.describe()}): {reason}; check "
+                          "PGHOST/PGPORT/PGDATABASE/PGUSER or TSLAKE_PG_DSN, and that the "
+                          "server is running") from None
+
+
+def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Per-connection (per-cursor) state: UTC, and the settings SQL reads as variables."""
+    conn.execute("SET TimeZone = 'UTC'")
+    variables = {
+        "tslake_hot_path": str(settings.hot_path),
+        "tslake_manifest_path": str(settings.manifest_path),
+        "tslake_shards": settings.shards,
+        "tslake_lag_seconds": settings.lag_seconds,
+    }
+    for name, value in variables.items():
+        literal = sql_literal(value) if isinstance(value, str) else repr(value)
+        conn.execute(f"SET VARIABLE {name} = {literal}")
+
+
+def connect(settings: Settings, *, attach: bool) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session for the CLI's own queries (inspect, parity, query)."""
+    conn = duckdb.connect()
+    configure_database(conn, settings, SourceConninfo() if attach else None)
+    configure_session(conn, settings)
+    return conn

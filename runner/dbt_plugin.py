@@ -1,0 +1,68 @@
+"""The dbt-duckdb plugin: what `profiles.yml` loads so that a plain `dbt run` is a tick.
+
+- `configure_connection`: installs the postgres extension from its wheel, bounds memory,
+  attaches Postgres read-only (password only in a DuckDB secret);
+- `configure_cursor`: UTC and the settings SQL reads as DuckDB variables;
+- `store`: the materialization's way to call the runner. dbt-duckdb passes the model's
+  request through `adapter.store_relation(...)`; `config["action"]` names the step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt.adapters.duckdb.utils import TargetConfig
+from duckdb import DuckDBPyConnection
+
+from runner import publish
+from runner.config import Settings
+from runner.connection import SourceConninfo, configure_database, configure_session
+from runner.errors import PublishError, TslakeError
+
+log = logging.getLogger("tslake.dbt")
+
+
+class Plugin(BasePlugin):
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        self.settings = Settings.from_env()
+
+    def configure_connection(self, conn: DuckDBPyConnection) -> None:
+        configure_database(conn, self.settings, SourceConninfo())
+        configure_session(conn, self.settings)
+
+    def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
+        configure_session(cursor, self.settings)
+
+    def store(self, target_config: TargetConfig) -> None:
+        request = dict(target_config.config)
+        action = request.pop("action", None)
+        steps: dict[str, Callable[..., None]] = {
+            "open": self._open, "prepare": self._prepare, "publish": self._publish}
+        if action not in steps:
+            raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
+        try:
+            steps[action](**request)
+        except TslakeError as error:
+            # dbt prints the exception text; keep it the same one line the CLI prints.
+            raise RuntimeError(f"tslake: {error}") from error
+
+    def _open(self, dataset: str, run_id: str) -> None:
+        publish.open_write(self.settings, dataset, purpose=f"dbt run {run_id}")
+
+    def _prepare(self, dataset: str, partitions: list[dict[str, Any]]) -> None:
+        publish.prepare_partitions(self.settings, dataset, partitions)
+
+    def _publish(self, dataset: str, run_id: str, generation: int, kind: str,
+                 files: list[dict[str, Any]], watermark: str | None,
+                 replace_dates: list[str] | None = None,
+                 run_info: dict[str, Any] | None = None) -> None:
+        staged = [publish.StagedFile(date=str(f["date"]), shard=int(f["shard"]),
+                                     rows=int(f["rows"]), path=str(f["path"])) for f in files]
+        summary = publish.publish_segments(
+            self.settings, dataset, run_id=run_id, generation=int(generation), kind=kind,
+            files=staged, watermark=watermark, replace_dates=frozenset(replace_dates or ()),
+            run_info=run_info)
+        log.debug("published %s", summary)

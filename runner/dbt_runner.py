@@ -1,0 +1,86 @@
+"""Run dbt in-process for the CLI: the same `dbt run` a user types, with tslake's lock held,
+dbt's chatter routed to tslake's log, and failures turned into one-line typed errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import yaml
+
+from runner.config import PROJECT_ROOT, Settings
+from runner.errors import TslakeError
+
+log = logging.getLogger("tslake.dbt")
+
+# dbt events worth an operator's line: our own `log(..., info=True)` messages, and errors.
+_FORWARDED_EVENTS = {"JinjaLogInfo", "RunResultError", "RunResultFailure"}
+
+
+class DbtRunError(TslakeError):
+    """A dbt command failed; the message is the first line of dbt's own error."""
+
+
+def dataset_selector(dataset: str | None) -> str:
+    if dataset is None:
+        return "config.materialized:lake_dataset"
+    return f"config.meta.dataset:{dataset}"
+
+
+def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any] | None = None,
+            dataset: str | None = None) -> None:
+    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure."""
+    from dbt.cli.main import dbtRunner  # imported here: dbt's import costs about a second
+
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    work = settings.tmp_path / "dbt"
+    args = [*command, "--project-dir", str(PROJECT_ROOT), "--profiles-dir", str(PROJECT_ROOT),
+            "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
+            "--log-level", "none", "--log-level-file", "debug", "--no-use-colors"]
+    if command[0] in ("run", "test", "build"):
+        args += ["--select", dataset_selector(dataset)]
+    if variables:
+        args += ["--vars", yaml.safe_dump(variables, default_flow_style=True).strip()]
+
+    def forward(event: Any) -> None:
+        if event.info.name in _FORWARDED_EVENTS:
+            log.info("%s", event.info.msg)
+
+    # dbt's console output is off (its log file keeps everything): tslake's stdout is for
+    # JSON and its stderr for one line per event, the forwarded ones above.
+    result = dbtRunner(callbacks=[forward]).invoke(args)
+    if result.success:
+        return
+    cause = _tslake_cause(result.exception)
+    if cause is not None:
+        raise cause
+    raise DbtRunError(f"dbt {command[0]} failed: {_first_error(result)}")
+
+
+def _tslake_cause(error: BaseException | None) -> TslakeError | None:
+    """The typed error behind a dbt failure (e.g. SourceError from the plugin), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, TslakeError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _first_error(result: Any) -> str:
+    if result.exception is not None:
+        return _one_line(str(result.exception))
+    for node in getattr(result.result, "results", None) or []:
+        if str(node.status) in ("error", "fail"):
+            return _one_line(node.message or f"{node.node.name} failed")
+    return "see the log under TSLAKE_TMP_PATH/dbt/logs"
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # dbt prefixes runtime errors with a header line; the cause is the line after it.
+    headers = ("Runtime Error", "Compilation Error", "Database Error")
+    meaningful = [line for line in lines if not line.startswith(headers)]
+    return (meaningful or lines or ["unknown error"])[0]

@@ -1,0 +1,40 @@
+"""Typed errors. Library code raises these; only the CLI turns them into exit codes.
+
+Every message names the object, the value and the next step, on one line.
+"""
+
+
+class TslakeError(Exception):
+    """Base class: a failure the operator can act on. `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(TslakeError):
+    """A setting, a dataset definition or a command-line value is invalid."""
+
+    exit_code = 2
+
+
+class LakeBusyError(TslakeError):
+    """Another command holds the lake's write lock."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+class SourceError(TslakeError):
+    """Postgres is unreachable, or refuses what tslake needs (e.g. seeing other sessions)."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class ManifestError(TslakeError):
+    """The manifest is missing, unreadable, or does not match the files on disk."""
+
+    exit_code = 65  # EX_DATAERR
+
+
+class PublishError(TslakeError):
+    """Writing or committing lake files failed; the lake and its watermark are unchanged."""
+
+    exit_code = 74  # EX_IOERR

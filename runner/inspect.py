@@ -1,0 +1,63 @@
+"""`tslake inspect`: the lake as JSON — paths, watermarks, per-date partition stats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runner import manifest
+from runner.config import Settings
+from runner.publish import dataset_root
+
+
+def inspect_lake(settings: Settings) -> dict[str, Any]:
+    document = manifest.load(settings.manifest_path)
+    report: dict[str, Any] = {
+        "hot_path": str(settings.hot_path),
+        "cold_path": str(settings.cold_path) if settings.cold_path else None,
+        "manifest_path": str(settings.manifest_path),
+        "manifest": None,
+        "datasets": {},
+    }
+    if document is None:
+        return report
+    report["manifest"] = {"version": document["version"], "generation": document["generation"],
+                          "updated_at": document["updated_at"]}
+    now = manifest.utc_now()
+    for name, entry in document["datasets"].items():
+        watermark = entry["computed_through_ts"]
+        lag = (now - manifest.parse_rfc3339(watermark)).total_seconds() if watermark else None
+        partitions = {date: _partition_stats(partition)
+                      for date, partition in sorted(entry["partitions"].items())}
+        report["datasets"][name] = {
+            "computed_through_ts": watermark,
+            "last_inserted_at": entry["last_inserted_at"],
+            "watermark_age_seconds": round(lag, 3) if lag is not None else None,
+            "shards": entry["shards"],
+            "last_run": entry.get("last_run"),
+            "totals": {key: sum(p[key] for p in partitions.values())
+                       for key in ("files", "bytes", "rows")},
+            "uncommitted_files_on_disk": _uncommitted(dataset_root(settings, name), entry),
+            "partitions": partitions,
+        }
+    return report
+
+
+def _partition_stats(partition: dict[str, Any]) -> dict[str, Any]:
+    per_shard: dict[str, int] = {}
+    for file in partition["files"]:
+        key = f"{file['shard']:02d}"
+        per_shard[key] = per_shard.get(key, 0) + 1
+    return {"location": partition["location"], "files": partition["file_count"],
+            "bytes": partition["bytes"], "rows": partition["rows"],
+            "files_per_shard": per_shard, "max_files_per_shard": max(per_shard.values()),
+            "updated_at": partition["updated_at"],
+            "last_compacted_at": partition["last_compacted_at"]}
+
+
+def _uncommitted(root: Path, entry: dict[str, Any]) -> int:
+    """Files a glob reader could see that the manifest does not list (left by a killed run;
+    the next writing command removes them)."""
+    committed = manifest.committed_paths(entry)
+    return sum(1 for file in root.glob("date=*/shard=*/*")
+               if file.relative_to(root).as_posix() not in committed)

@@ -1,0 +1,190 @@
+"""Atomic publish: data files become visible to manifest readers in one manifest replace.
+
+A write goes through three calls, made by the `lake_dataset` materialization through the
+dbt plugin (or directly by the runner):
+
+1. `open_write`   takes the lock, makes sure a manifest exists, removes leftovers of
+                  killed runs, and remembers the manifest generation it saw;
+2. `prepare_partitions` creates the `date=/shard=` directories DuckDB will COPY into
+                  (DuckDB does not create parent directories);
+3. `publish_segments` fsyncs and renames each `*.parquet.tmp`, then commits the new file
+                  list and watermark by replacing the manifest, then deletes replaced files.
+
+Killed anywhere before the manifest replace, the next `open_write` deletes the new files;
+killed after it, the files are committed and only the replaced ones are left to delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import manifest
+from runner.config import Settings
+from runner.durable import durable_rename, fsync_path, write_json_atomic
+from runner.errors import ManifestError, PublishError
+from runner.failpoints import failpoint
+from runner.lock import acquire
+
+log = logging.getLogger("tslake.publish")
+
+DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[a-z0-9_]+)*$")
+FILE_KINDS = ("part", "backfill", "compact")
+_RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A `*.parquet.tmp` file the materialization wrote and wants committed."""
+
+    date: str
+    shard: int
+    rows: int
+    path: str
+
+
+def dataset_root(settings: Settings, dataset: str, location: str = "hot") -> Path:
+    if not DATASET_NAME.match(dataset):
+        raise PublishError(f"dataset name {dataset!r} is not like 'metrics/v1' "
+                           "(lowercase words separated by '/'): fix the model's meta.dataset")
+    base = settings.hot_path if location == "hot" else settings.cold_path
+    if base is None:
+        raise PublishError(f"dataset {dataset} has partitions in the cold tier but "
+                           "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
+    return base / dataset
+
+
+def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> Path:
+    """`date=YYYY-MM-DD/shard=NN/<kind>-<run_id>.parquet` under the dataset root."""
+    return root / f"date={date}" / f"shard={shard:02d}" / f"{kind}-{run_id}.parquet"
+
+
+def open_write(settings: Settings, dataset: str, purpose: str) -> int:
+    """Lock the lake for a write and return the manifest generation the write starts from."""
+    root = dataset_root(settings, dataset)
+    acquire(settings.lock_path, settings.lock_timeout_seconds, purpose)
+    document = manifest.load(settings.manifest_path)
+    if document is None:
+        strays = next(root.glob("date=*/shard=*/*.parquet"), None) if root.exists() else None
+        if strays is not None:
+            raise ManifestError(
+                f"{settings.manifest_path} is missing but {root} holds Parquet files such as "
+                f"{strays.name}: restore the manifest from a backup, or move {root} aside and "
+                "run `tslake backfill`")
+        document = manifest.empty()
+        manifest.dataset(document, dataset, settings.shards)
+        manifest.save(settings.manifest_path, document)
+    else:
+        manifest.dataset(document, dataset, settings.shards)
+    remove_leftovers(settings, document)
+    return int(document["generation"])
+
+
+def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
+    """Delete what killed runs left: `*.tmp` files, and Parquet files no manifest lists."""
+    removed = 0
+    for stale in settings.state_dir.glob("*.tmp"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    for name, entry in document["datasets"].items():
+        root = dataset_root(settings, name)
+        committed = manifest.committed_paths(entry)
+        for shard_dir in root.glob("date=*/shard=*"):
+            for file in shard_dir.iterdir():
+                relative = file.relative_to(root).as_posix()
+                if file.name.endswith(".tmp") or (file.suffix == ".parquet"
+                                                  and relative not in committed):
+                    file.unlink(missing_ok=True)
+                    removed += 1
+            _remove_if_empty(shard_dir)
+    if removed:
+        log.info("removed %d leftover file(s) of interrupted runs", removed)
+    return removed
+
+
+def prepare_partitions(settings: Settings, dataset: str, partitions: list[dict[str, Any]]) -> None:
+    root = dataset_root(settings, dataset)
+    for partition in partitions:
+        date, shard = str(partition["date"]), int(partition["shard"])
+        if not _DATE.match(date) or not 0 <= shard < settings.shards:
+            raise PublishError(f"partition date={date} shard={shard} is not valid for "
+                               f"{dataset} ({settings.shards} shards)")
+        (root / f"date={date}" / f"shard={shard:02d}").mkdir(parents=True, exist_ok=True)
+
+
+def publish_segments(settings: Settings, dataset: str, *, run_id: str, generation: int,
+                     kind: str, files: list[StagedFile], watermark: str | None,
+                     replace_dates: frozenset[str] = frozenset(),
+                     run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Commit staged files (and the new watermark) with one manifest replace."""
+    if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
+        raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
+                           f"of {', '.join(FILE_KINDS)} and run_id like 20260122T101500Z-1a2b3c4d")
+    document = manifest.load(settings.manifest_path)
+    if document is None or document["generation"] != generation:
+        raise ManifestError(f"{settings.manifest_path} changed while run {run_id} was writing "
+                            "(another writer bypassed the lock): run the command again")
+    entry = manifest.dataset(document, dataset, settings.shards)
+    root = dataset_root(settings, dataset)
+
+    committed: list[dict[str, Any]] = []
+    for staged in files:
+        final = segment_path(root, staged.date, staged.shard, kind, run_id)
+        tmp = Path(staged.path)
+        if tmp != final.with_name(final.name + ".tmp"):
+            raise PublishError(f"staged file {tmp} is not where {final.name}.tmp belongs: "
+                               "the materialization and the runner disagree on the layout")
+        try:
+            fsync_path(tmp)
+            durable_rename(tmp, final)
+        except OSError as error:
+            raise PublishError(f"cannot publish {tmp}: {error.strerror}; the lake is unchanged, "
+                               "free space or fix permissions and run again") from error
+        committed.append({"date": staged.date, "shard": staged.shard, "rows": staged.rows,
+                          "bytes": final.stat().st_size, "kind": kind, "run_id": run_id,
+                          "path": final.relative_to(root).as_posix()})
+    failpoint("after_data_rename")
+
+    now = manifest.utc_now()
+    replaced = manifest.add_files(entry, committed, replace_dates=replace_dates, now=now)
+    if watermark is not None:
+        entry["computed_through_ts"] = entry["last_inserted_at"] = watermark
+    summary = {"run_id": run_id, "kind": kind, "finished_at": manifest.rfc3339(now),
+               "files": len(committed), "rows": sum(file["rows"] for file in committed),
+               "computed_through_ts": entry["computed_through_ts"], **(run_info or {})}
+    entry["last_run"] = summary
+    failpoint("before_manifest_replace")
+    manifest.save(settings.manifest_path, document)  # the commit point
+    failpoint("after_manifest_replace")
+
+    write_json_atomic(settings.replication_path, replication_state(document))
+    for relative in replaced:
+        (root / relative).unlink(missing_ok=True)
+    return summary
+
+
+def replication_state(document: manifest.Manifest) -> dict[str, Any]:
+    """`replication.json`: the watermark per dataset; the top level is the oldest of them,
+    so "everything is replicated through computed_through_ts" holds for every dataset."""
+    datasets = {name: {"computed_through_ts": entry["computed_through_ts"],
+                       "last_inserted_at": entry["last_inserted_at"]}
+                for name, entry in document["datasets"].items()}
+    marks = [state["computed_through_ts"] for state in datasets.values()
+             if state["computed_through_ts"]]
+    oldest = min(marks, key=manifest.parse_rfc3339) if marks else None
+    return {"version": 1, "updated_at": document["updated_at"], "computed_through_ts": oldest,
+            "last_inserted_at": oldest, "manifest_generation": document["generation"],
+            "datasets": datasets}
+
+
+def _remove_if_empty(directory: Path) -> None:
+    for candidate in (directory, directory.parent):
+        try:
+            os.rmdir(candidate)
+        except OSError:
+            return

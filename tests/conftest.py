@@ -1,0 +1,165 @@
+"""Fixtures: a real Postgres (embedded, or yours via PG*/TSLAKE_PG_DSN), throwaway source
+databases, lake directories, and helpers that run the real `dbt` and `tslake` commands."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from runner import devdb, manifest, synthetic
+from runner.config import PROJECT_ROOT, Settings
+
+BIN = Path(sys.executable).parent
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """libpq variables of a server where tests may create databases.
+
+    With TSLAKE_PG_DSN or PGHOST set, that server is used (the role must be allowed to
+    CREATE DATABASE); otherwise an embedded PostgreSQL 18 starts for the session."""
+    if os.environ.get("TSLAKE_PG_DSN") or os.environ.get("PGHOST"):
+        params = conninfo_to_dict(os.environ.get("TSLAKE_PG_DSN", ""))
+        env = {f"PG{key.upper()}": str(value) for key, value in params.items()
+               if key in ("host", "port", "user", "password")}
+        yield {key: value for key, value in {**os.environ, **env}.items()
+               if key.startswith("PG") and key != "PGDATABASE"}
+        return
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    env = devdb.start(pgdata, database="postgres")
+    env.pop("PGDATABASE", None)
+    yield env
+    devdb.stop(pgdata)
+
+
+class SourceDb:
+    """A throwaway database on the test server, with the seed's `metrics` table."""
+
+    def __init__(self, server: dict[str, str], name: str) -> None:
+        self.name = name
+        self.env = {**server, "PGDATABASE": name}
+
+    def connect(self, *, autocommit: bool = True, **params: Any) -> psycopg.Connection:
+        names = {"PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGDATABASE": "dbname",
+                 "PGPASSWORD": "password"}
+        conninfo = make_conninfo(**{names[k]: v for k, v in self.env.items() if k in names},
+                                 **params)
+        return psycopg.connect(conninfo, autocommit=autocommit)
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def now(self) -> Any:
+        return self.execute("select now()")[0][0]
+
+
+@pytest.fixture
+def source_db(pg_server: dict[str, str]) -> Iterator[SourceDb]:
+    name = f"tslake_test_{os.getpid()}_{next(_database_numbers)}"
+    admin = SourceDb(pg_server, "postgres")
+    admin.execute(f'create database "{name}"')
+    db = SourceDb(pg_server, name)
+    with db.connect() as conn:
+        synthetic.create_metrics_table(conn)
+    yield db
+    admin.execute(f'drop database "{name}" with (force)')
+
+
+class Lake:
+    """A lake directory plus the environment that points tslake and dbt at it."""
+
+    def __init__(self, root: Path, source: SourceDb) -> None:
+        self.env = {
+            **{k: v for k, v in os.environ.items()
+               if not k.startswith(("PG", "TSLAKE_", "CORE_ANALYSIS_"))},
+            **source.env,
+            "TSLAKE_DATA_ROOT": str(root),
+            "TSLAKE_REPLICATION_LAG_SECONDS": "0",
+            "TSLAKE_LOCK_TIMEOUT_SECONDS": "2",
+            "DO_NOT_TRACK": "1",
+            "DBT_TARGET_PATH": str(root / "dbt-target"),
+            "DBT_LOG_PATH": str(root / "dbt-logs"),
+        }
+        self.settings = Settings.from_env(self.env)
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300,
+            **extra_env: str) -> subprocess.CompletedProcess[str]:
+        """Run `dbt ...` or `tslake ...` from the repository root, as a user would."""
+        command = [str(BIN / args[0]), *args[1:]]
+        result = subprocess.run(command, cwd=PROJECT_ROOT, env={**self.env, **extra_env},
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n"
+                                 f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
+        return result
+
+    def manifest(self) -> dict[str, Any]:
+        document = manifest.load(self.settings.manifest_path)
+        assert document is not None, "no manifest committed"
+        return document
+
+    def dataset(self, name: str = "metrics/v1") -> dict[str, Any]:
+        return self.manifest()["datasets"][name]
+
+    def committed_files(self, name: str = "metrics/v1") -> list[Path]:
+        root = self.settings.hot_path / name
+        return [root / path for path in sorted(manifest.committed_paths(self.dataset(name)))]
+
+    def rows(self, name: str = "metrics/v1", *, newest: bool = False) -> list[tuple[Any, ...]]:
+        """Every row version in the committed files (or the newest per key), sorted."""
+        files = self.committed_files(name)
+        if not files:
+            return []
+        conn = duckdb.connect()
+        conn.execute("set TimeZone = 'UTC'")
+        relation = f"read_parquet({[str(f) for f in files]!r})"
+        if newest:
+            relation = (f"(select * from {relation} qualify row_number() over "
+                        "(partition by sensor_id, ts order by inserted_at desc) = 1)")
+        return canonical(conn.execute(
+            f"select sensor_id, ts, value, quality, inserted_at from {relation}").fetchall())
+
+    def files_on_disk(self, name: str = "metrics/v1") -> list[Path]:
+        return sorted(p for p in (self.settings.hot_path / name).rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def lake(tmp_path: Path, source_db: SourceDb) -> Lake:
+    return Lake(tmp_path / "data", source_db)
+
+
+def source_rows(db: SourceDb, where: str = "true", params: Any = None) -> list[tuple[Any, ...]]:
+    """The source's rows in the lake's column order, in canonical form."""
+    return canonical(db.execute(
+        f"select sensor_id, ts, value, quality, inserted_at from metrics where {where}", params))
+
+
+def canonical(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows in a form that compares exactly across DuckDB and psycopg: timestamps as UTC
+    ISO text (the two libraries use different tzinfo classes), NaN as the string 'NaN'
+    (NaN never equals itself), sorted."""
+
+    def value(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return item.astimezone(UTC).isoformat()
+        if isinstance(item, float) and math.isnan(item):
+            return "NaN"
+        return item
+
+    converted = [tuple(value(item) for item in row) for row in rows]
+    return sorted(converted, key=lambda row: tuple((type(v).__name__, str(v)) for v in row))
