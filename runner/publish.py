@@ -153,6 +153,8 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     now = manifest.utc_now()
     replaced = manifest.add_files(entry, committed, replace_dates=replace_dates, now=now)
     if watermark is not None:
+        # Normalise the SQL side's text (and refuse anything that is not a timestamp).
+        watermark = manifest.rfc3339(manifest.parse_rfc3339(watermark))
         entry["computed_through_ts"] = entry["last_inserted_at"] = watermark
     summary = {"run_id": run_id, "kind": kind, "finished_at": manifest.rfc3339(now),
                "files": len(committed), "rows": sum(file["rows"] for file in committed),

@@ -61,9 +61,7 @@ BEGIN
   SELECT n.nspname, c.relname INTO nsp, rel
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = parent;
   chunk := rel || '_chunk_' || to_char(utc, 'IYYY"w"IW');
-  IF to_regclass(format('%I.%I', nsp, chunk)) IS NULL THEN
-    PERFORM pg_advisory_xact_lock(hashtext(nsp || '.' || chunk));  -- concurrent creators
-  END IF;
+  PERFORM pg_advisory_xact_lock(hashtext(nsp || '.' || chunk));  -- one creator at a time
   IF to_regclass(format('%I.%I', nsp, chunk)) IS NULL THEN
     lo := date_trunc('week', utc) AT TIME ZONE 'UTC';
     EXECUTE format('CREATE TABLE %I.%I (CHECK (ts >= %L::timestamptz AND ts < %L::timestamptz))'
@@ -187,12 +185,12 @@ def create_week_chunks(conn: Conn, start: datetime, end: datetime, *, table: str
     """Create the ISO-week chunks covering [start, end]; return (name, week start, week end)."""
     day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     week = day - timedelta(days=day.weekday())  # Monday 00:00 UTC
-    query = sql.SQL("SELECT relname FROM pg_class WHERE oid = {}(%s::regclass, %s)").format(
-        sql.Identifier(schema, ENSURE_FN))
+    ensure = sql.SQL("SELECT {}(%s::regclass, %s)::oid").format(sql.Identifier(schema, ENSURE_FN))
     chunks = []
     with conn.transaction():
         while week <= end:
-            name = _one(conn, query, (_regclass(conn, schema, table), week))
+            oid = _one(conn, ensure, (_regclass(conn, schema, table), week))
+            name = _one(conn, "SELECT relname FROM pg_class WHERE oid = %s", (oid,))
             chunks.append((name, week, week + timedelta(days=7)))
             week += timedelta(days=7)
     return chunks
@@ -219,26 +217,25 @@ def _catalogue(sensors: int, start: datetime, end: datetime, seed: float) -> dic
     """Per-sensor parameters as parallel arrays for READINGS, deterministic for a seed."""
     rng = random.Random(seed)
     span = max((end - start).total_seconds() - 12 * 3600, 1.0)
-    keys = "id cadence phase shape base amp noise lo hi gaps buffered delay".split()
-    cols: dict[str, list[Any]] = {key: [] for key in keys}
 
     def window(hours_lo: float, hours_hi: float) -> str:
         begin = start + timedelta(seconds=rng.uniform(0, span))
         return f'["{begin}","{begin + timedelta(hours=rng.uniform(hours_lo, hours_hi))}")'
 
+    rows = []
     for i in range(sensors):
         site, kind, cadence = TEMPLATES[i % len(TEMPLATES)]
         shape, base, amp, noise, lo, hi = KINDS[kind]
-        values = (f"{site}/{kind}-{i // len(TEMPLATES) + 1:02d}", cadence,
-                  rng.choice([0.0, rng.randrange(cadence * 1000) / 1000]),  # logger clock offset
-                  shape, base + rng.uniform(-1, 1) * noise * 3, amp * rng.uniform(0.8, 1.2),
-                  float(noise), float(lo), float(hi),
-                  "{" + window(1, 8) + "," + window(1, 8) + "}",  # two outages: data lost
-                  window(2, 6) if i % 3 == 0 else None,  # an outage buffered by the gateway ...
-                  rng.uniform(3600, 2 * 86400))  # ... and delivered this long after it ends
-        for key, value in zip(keys, values, strict=True):
-            cols[key].append(value)
-    return cols
+        rows.append((f"{site}/{kind}-{i // len(TEMPLATES) + 1:02d}", cadence,
+                     rng.choice([0.0, rng.randrange(cadence * 1000) / 1000]),  # clock offset
+                     shape, base + rng.uniform(-1, 1) * noise * 3, amp * rng.uniform(0.8, 1.2),
+                     float(noise), float(lo), float(hi),
+                     "{" + window(1, 8) + "," + window(1, 8) + "}",  # two outages: data lost
+                     window(2, 6) if i % 3 == 0 else None,  # an outage the gateway buffered ...
+                     rng.uniform(3600, 2 * 86400)))  # ... and delivered this long after it ended
+    keys = ("id", "cadence", "phase", "shape", "base", "amp", "noise", "lo", "hi", "gaps",
+            "buffered", "delay")
+    return {key: list(column) for key, column in zip(keys, zip(*rows, strict=True), strict=True)}
 
 
 def fill_history(conn: Conn, *, days: int = 90, sensors: int = 48, end: datetime | None = None,
@@ -275,10 +272,11 @@ def fill_uniform(conn: Conn, *, sensors: int, days: float, cadence_seconds: int,
 
 def _merge(conn: Conn, schema: str, table: str, rows: sql.Composable, params: dict[str, Any],
            explicit_inserted_at: bool) -> None:
-    parts = (("n.inserted_at", ", inserted_at", ", n.inserted_at") if explicit_inserted_at
-             else ("now()", "", ""))
-    conn.execute(sql.SQL(MERGE).format(rows=rows, t=sql.Identifier(schema, table), **{
-        key: sql.SQL(part) for key, part in zip(("ins_at", "ins_col", "ins_val"), parts)}), params)
+    at, col, val = (("n.inserted_at", ", inserted_at", ", n.inserted_at") if explicit_inserted_at
+                    else ("now()", "", ""))  # else the column default: now()
+    conn.execute(sql.SQL(MERGE).format(rows=rows, t=sql.Identifier(schema, table),
+                                       ins_at=sql.SQL(at), ins_col=sql.SQL(col),
+                                       ins_val=sql.SQL(val)), params)
 
 
 def insert_live(conn: Conn, *, sensors: int = 48, at: datetime | None = None,
@@ -338,19 +336,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default="public")
     parser.add_argument("--dsn", help="libpq conninfo (default: TSLAKE_PG_DSN, else PG* vars)")
     commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create the table (--drop: drop it first)")
+    sub = {name: commands.add_parser(name) for name in ("create", "history", "uniform", "live",
+                                                        "awkward")}
     for flag in ("--hypertable-like", "--no-indexes", "--drop"):
-        create.add_argument(flag, action="store_true")
-    for name, sensors, days, text in (("history", 48, 90, "realistic history ending now"),
-                                      ("uniform", 200, 35, "benchmark rows ending now"),
-                                      ("live", 48, 0, "one reading per sensor now")):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--sensors", type=int, default=sensors)
+        sub["create"].add_argument(flag, action="store_true")
+    for name, sensors, days in (("history", 48, 90), ("uniform", 200, 35), ("live", 48, 0)):
+        sub[name].add_argument("--sensors", type=int, default=sensors)
         if days:
-            command.add_argument("--days", type=float, default=days)
-    commands.choices["history"].add_argument("--seed", type=float, default=0.42)
-    commands.choices["uniform"].add_argument("--cadence", type=int, default=60)
-    commands.add_parser("awkward", help="edge-case rows (quotes, NaN, pre-1970, ...)")
+            sub[name].add_argument("--days", type=float, default=days)
+    sub["history"].add_argument("--seed", type=float, default=0.42)
+    sub["uniform"].add_argument("--cadence", type=int, default=60)
     args = parser.parse_args(argv)
 
     where = {"table": args.table, "schema": args.schema}

@@ -40,6 +40,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         return
     pgdata = tmp_path_factory.mktemp("pg") / "data"
     env = devdb.start(pgdata, database="postgres")
+    # Two-phase commit is off by default; the prepared-transaction test needs it.
+    SourceDb(env, "postgres").execute("alter system set max_prepared_transactions = 4")
+    devdb.stop(pgdata)
+    env = devdb.start(pgdata, database="postgres")
     env.pop("PGDATABASE", None)
     yield env
     devdb.stop(pgdata)
