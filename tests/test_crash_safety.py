@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, Lake, SourceDb, source_rows
 
+from conftest import BIN, Lake, SourceDb, source_rows
 from runner.config import PROJECT_ROOT
 from runner.failpoints import PUBLISH_FAILPOINTS
 from runner.manifest import parse_rfc3339

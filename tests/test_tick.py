@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+
 from conftest import Lake, SourceDb, source_rows
 
 pytestmark = pytest.mark.integration
