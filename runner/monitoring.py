@@ -1,0 +1,167 @@
+"""What the service shows operators: /healthz (JSON) and /metrics (Prometheus text),
+served on loopback by a small threaded HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from runner import manifest
+from runner.config import Settings
+
+
+@dataclass
+class TickOutcome:
+    started_at: float
+    finished_at: float
+    ok: bool
+    rows: int = 0
+    files: int = 0
+    compactions: int = 0
+    error: str | None = None
+
+
+@dataclass
+class ServiceHealth:
+    """The service's view of itself, updated after every tick, read by /healthz."""
+
+    settings: Settings
+    interval_seconds: float
+    stale_after_seconds: float
+    started_at: float = field(default_factory=time.time)
+    last: TickOutcome | None = None
+    next_tick_at: float | None = None
+    ticks: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    watermarks: dict[str, str | None] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lag_seconds(self) -> float | None:
+        """Age of the oldest dataset watermark, by this host's clock."""
+        marks = [manifest.parse_rfc3339(mark) for mark in self.watermarks.values() if mark]
+        if not marks or len(marks) < len(self.watermarks):
+            return None
+        return max(0.0, time.time() - min(marks).timestamp())
+
+    def report(self) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            lag = self.lag_seconds()
+            now = time.time()
+            if lag is None:
+                stale = now - self.started_at > self.stale_after_seconds
+            else:
+                stale = lag > self.stale_after_seconds
+            if stale:
+                status = "stale"
+            elif self.last is None:
+                status = "starting"
+            else:
+                status = "ok" if self.last.ok else "degraded"
+            body = {
+                "status": status,
+                "lag_seconds": None if lag is None else round(lag, 3),
+                "stale_after_seconds": self.stale_after_seconds,
+                "watermarks": dict(self.watermarks),
+                "last_tick": None if self.last is None else {
+                    "started_at": _rfc3339(self.last.started_at),
+                    "finished_at": _rfc3339(self.last.finished_at),
+                    "duration_seconds": round(self.last.finished_at - self.last.started_at, 3),
+                    "result": "ok" if self.last.ok else "error",
+                    "rows": self.last.rows, "files": self.last.files,
+                    "error": self.last.error},
+                "next_tick_in_seconds": None if self.next_tick_at is None
+                else round(max(0.0, self.next_tick_at - now), 3),
+                "ticks": self.ticks, "failures": self.failures,
+                "consecutive_failures": self.consecutive_failures,
+                "interval_seconds": self.interval_seconds,
+                "uptime_seconds": round(now - self.started_at, 3),
+            }
+        return (503 if stale else 200), body
+
+
+class ServiceMetrics:
+    """Prometheus metrics of one service process (its own registry, no globals)."""
+
+    def __init__(self, health: ServiceHealth) -> None:
+        self.registry = CollectorRegistry()
+        self.ticks = Counter("tslake_ticks_total", "Ticks run, by result.", ["result"],
+                             registry=self.registry)
+        self.rows = Counter("tslake_rows_exported_total", "Rows published by ticks.",
+                            registry=self.registry)
+        self.files = Counter("tslake_files_published_total", "Data files published by ticks.",
+                             registry=self.registry)
+        self.compactions = Counter("tslake_compactions_total", "Shard-days compacted.",
+                                   registry=self.registry)
+        self.duration = Histogram("tslake_tick_duration_seconds", "Wall time of a tick.",
+                                  buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 300),
+                                  registry=self.registry)
+        lag = Gauge("tslake_lag_seconds", "Age of the oldest dataset watermark (computed_"
+                    "through_ts); NaN before the first commit.", registry=self.registry)
+        lag.set_function(lambda: _nan_if_none(health.lag_seconds()))
+        self.partition_files = Gauge("tslake_partition_files", "Committed files per partition.",
+                                     ["dataset", "date", "location"], registry=self.registry)
+        self.last_success = Gauge("tslake_last_success_timestamp_seconds",
+                                  "Unix time of the last successful tick.", registry=self.registry)
+
+    def record(self, outcome: TickOutcome) -> None:
+        self.ticks.labels(result="ok" if outcome.ok else "error").inc()
+        self.duration.observe(outcome.finished_at - outcome.started_at)
+        if outcome.ok:
+            self.rows.inc(outcome.rows)
+            self.files.inc(outcome.files)
+            self.compactions.inc(outcome.compactions)
+            self.last_success.set(outcome.finished_at)
+
+    def refresh_partitions(self, document: manifest.Manifest) -> None:
+        self.partition_files.clear()
+        for name, entry in document["datasets"].items():
+            for date, partition in entry["partitions"].items():
+                self.partition_files.labels(name, date, partition["location"]).set(
+                    partition["file_count"])
+
+
+def serve(health: ServiceHealth, metrics: ServiceMetrics, host: str,
+          port: int) -> ThreadingHTTPServer:
+    """Start the HTTP endpoints in a daemon thread; returns the server (for .shutdown())."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.split("?")[0] == "/healthz":
+                status, body = health.report()
+                self._send(status, "application/json", json.dumps(body).encode())
+            elif self.path.split("?")[0] == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
+            else:
+                self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # scrapes are not events
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="tslake-http", daemon=True).start()
+    return server
+
+
+def _rfc3339(epoch: float) -> str:
+    return manifest.rfc3339(datetime.fromtimestamp(epoch, UTC))
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value

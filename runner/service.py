@@ -1,0 +1,138 @@
+"""`tslake run`: the replication service loop.
+
+Every interval it runs one `tslake tick` as a child process (the tick, and whatever the
+tick triggers), records the outcome for /healthz and /metrics, and backs off after
+failures. The watermark only moves when a tick commits, so a failed tick loses nothing.
+SIGTERM/SIGINT: the tick in progress finishes (or, if idle, one final tick runs), then the
+service exits 0.
+
+A child process per tick keeps a wedged DuckDB or Postgres connection from outliving its
+tick; the child runs in its own session so a terminal's Ctrl-C cannot cut a publish short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+from runner import manifest
+from runner.config import Settings
+from runner.monitoring import ServiceHealth, ServiceMetrics, TickOutcome, serve
+
+log = logging.getLogger("tslake.service")
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class ReplicationService:
+    def __init__(self, settings: Settings, *, interval_seconds: float, http_host: str,
+                 http_port: int | None) -> None:
+        self.settings = settings
+        self.interval = interval_seconds
+        self.http = (http_host, http_port) if http_port is not None else None
+        stale_after = 2 * interval_seconds + settings.lag_seconds + 60
+        self.health = ServiceHealth(settings, interval_seconds, stale_after)
+        self.metrics = ServiceMetrics(self.health)
+        self.stopping = threading.Event()
+        # A tick is worth at most this long; past it the child is killed (crash-safe).
+        self.tick_timeout = max(300.0, 10 * interval_seconds)
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._request_stop)
+        server = serve(self.health, self.metrics, *self.http) if self.http else None
+        if server is not None:
+            log.info("serving /healthz and /metrics on http://%s:%d", *server.server_address[:2])
+        self._read_watermarks()
+        log.info("service started: a tick every %g s", self.interval)
+        try:
+            while True:
+                outcome = self.tick()
+                if self.stopping.is_set():  # the signal came during that tick: it finished
+                    break
+                delay = self.interval if outcome.ok else self._backoff()
+                self.health.next_tick_at = time.time() + delay
+                if self.stopping.wait(delay):
+                    log.info("stop requested while idle: one final tick")
+                    self.tick()
+                    break
+        finally:
+            if server is not None:
+                server.shutdown()
+        log.info("service stopped")
+        return 0
+
+    def tick(self) -> TickOutcome:
+        started = time.time()
+        self.health.next_tick_at = None
+        command = [sys.executable, "-m", "runner.cli", "tick"]
+        try:
+            child = subprocess.run(command, capture_output=True, text=True,
+                                   timeout=self.tick_timeout, start_new_session=True)
+            ok, stdout, stderr = child.returncode == 0, child.stdout, child.stderr
+            sys.stderr.write(stderr)  # the child's own log lines, already one per event
+        except subprocess.TimeoutExpired:
+            ok, stdout, stderr = False, "", f"tick killed after {self.tick_timeout:g} s"
+        outcome = TickOutcome(started_at=started, finished_at=time.time(), ok=ok)
+        if ok:
+            summaries = json.loads(stdout or "{}").values()
+            outcome.rows = sum(int(s.get("rows", 0)) for s in summaries if s)
+            outcome.files = sum(int(s.get("files", 0)) for s in summaries if s)
+            outcome.compactions = sum(int(s.get("compactions", 0)) for s in summaries if s)
+        else:
+            outcome.error = _last_line(stderr) or f"tick exited {child.returncode}"
+        self._record(outcome)
+        return outcome
+
+    def _record(self, outcome: TickOutcome) -> None:
+        with self.health.lock:
+            self.health.last = outcome
+            self.health.ticks += 1
+            if outcome.ok:
+                self.health.consecutive_failures = 0
+            else:
+                self.health.failures += 1
+                self.health.consecutive_failures += 1
+        self.metrics.record(outcome)
+        self._read_watermarks()
+        duration = outcome.finished_at - outcome.started_at
+        if outcome.ok:
+            log.info("tick ok: %d rows in %d files (%.1f s)", outcome.rows, outcome.files,
+                     duration, extra={"rows": outcome.rows, "files": outcome.files,
+                                      "duration_seconds": round(duration, 3)})
+        else:
+            log.warning("tick failed (%d in a row): %s", self.health.consecutive_failures,
+                        outcome.error, extra={"duration_seconds": round(duration, 3)})
+
+    def _read_watermarks(self) -> None:
+        try:
+            document = manifest.load(self.settings.manifest_path)
+        except Exception as error:  # a broken manifest is reported by the tick itself
+            log.warning("cannot read the manifest: %s", error)
+            return
+        if document is None:
+            return
+        with self.health.lock:
+            self.health.watermarks = {name: entry["computed_through_ts"]
+                                      for name, entry in document["datasets"].items()}
+        self.metrics.refresh_partitions(document)
+
+    def _backoff(self) -> float:
+        failures = self.health.consecutive_failures
+        return min(self.interval * 2 ** (failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping.is_set():
+            log.info("%s received: finishing", signal.Signals(signum).name)
+        self.stopping.set()
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
