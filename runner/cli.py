@@ -25,7 +25,10 @@ from runner.launchd import (
 )
 from runner.lock import lake_lock
 from runner.manifest import load as load_manifest
+from runner.output import write_result
+from runner.query import AGGREGATES, parse_time, series
 from runner.service import ReplicationService
+from runner.views import render_sql as render_views_sql
 
 log = logging.getLogger("tslake")
 
@@ -136,6 +139,55 @@ def launchd_install(mode: str, user: str | None, data_root: Path | None, dry_run
 def inspect() -> None:
     """Print the lake as JSON: paths, watermarks, per-date files, bytes and rows."""
     _print_json(inspect_lake(_settings()))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the SQL to this file instead of stdout.")
+@click.option("--no-fresh", is_flag=True,
+              help="Leave out the *_fresh views (which need Postgres attached as `pg`).")
+def views(out: Path | None, no_fresh: bool) -> None:
+    """Print DuckDB views over exactly the committed files: `metrics` (newest version per
+    key, hot and cold) and `metrics_fresh` (plus Postgres rows past the watermark).
+
+    The same `metrics` view is kept, per commit, in <hot>/_state/lake.duckdb.
+    """
+    settings = _settings()
+    document = load_manifest(settings.manifest_path)
+    if document is None:
+        raise ConfigError(f"no lake at {settings.hot_path}: run `tslake tick` first")
+    sql = render_views_sql(settings, document, fresh=not no_fresh)
+    if out is None:
+        click.echo(sql)
+    else:
+        out.write_text(sql)
+        click.echo(f"wrote {out}", err=True)
+
+
+@cli.command()
+@click.option("--sensor", "sensors", required=True, metavar="ID[,ID...]",
+              help="Sensor id(s), comma-separated.")
+@click.option("--start", required=True, help="Start, inclusive (RFC 3339 or YYYY-MM-DD).")
+@click.option("--end", required=True, help="End, exclusive (RFC 3339 or YYYY-MM-DD).")
+@click.option("--bucket", default=None, metavar="DURATION",
+              help="Downsample into buckets like 30s, 5m, 1h, 1d.")
+@click.option("--agg", default="avg", show_default=True, type=click.Choice(sorted(AGGREGATES)),
+              help="Aggregate per bucket (with --bucket).")
+@click.option("--format", "output_format", default="table", show_default=True,
+              type=click.Choice(["table", "csv", "json", "parquet"]), help="Output format.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write to this file (required for parquet).")
+@click.option("--dataset", default="metrics/v1", show_default=True, help="Dataset to read.")
+def query(sensors: str, start: str, end: str, bucket: str | None, agg: str,
+          output_format: str, out: Path | None, dataset: str) -> None:
+    """A (downsampled) series from the lake; only the files of those dates and shards are
+    opened."""
+    if output_format == "parquet" and out is None:
+        raise ConfigError("--format parquet needs --out FILE.parquet")
+    relation = series(_settings(), dataset=dataset, sensors=sensors.split(","),
+                      start=parse_time(start, "--start"), end=parse_time(end, "--end"),
+                      bucket=bucket, agg=agg)
+    write_result(relation, output_format, out)
 
 
 def main(argv: list[str] | None = None) -> None:

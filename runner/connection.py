@@ -18,6 +18,9 @@ from runner.config import Settings
 from runner.errors import ConfigError, SourceError
 
 SOURCE_CATALOG = "pg"  # the attached Postgres database, as sources and macros name it
+_LIBPQ_VARIABLES = {"PGHOST": "host", "PGPORT": "port", "PGDATABASE": "dbname", "PGUSER": "user",
+                    "PGPASSWORD": "password", "PGSSLMODE": "sslmode", "PGPASSFILE": "passfile",
+                    "PGCONNECT_TIMEOUT": "connect_timeout"}
 APPLICATION_NAME = "tslake"
 
 
@@ -48,11 +51,16 @@ class SourceConninfo:
         except Exception:  # psycopg raises ProgrammingError with the DSN in its text
             raise ConfigError("TSLAKE_PG_DSN is not a valid libpq connection string or URI: "
                               "check its syntax (e.g. 'host=db port=5432 dbname=farm')") from None
+        # Spelled out (not left to libpq's own lookup) so that the environment given here is
+        # the one used, and messages can say where tslake connects.
+        for variable, key in _LIBPQ_VARIABLES.items():
+            if env.get(variable):
+                params.setdefault(key, env[variable])
         password = params.pop("password", None)
         self.password: str | None = None if password is None else str(password)
         params.setdefault("application_name", APPLICATION_NAME)
         self.conninfo = make_conninfo(**{key: str(value) for key, value in params.items()})
-        self._where = {key: str(params.get(key) or env.get(f"PG{key.upper()}", "") or "default")
+        self._where = {key: str(params.get(key) or "default")
                        for key in ("host", "port", "dbname", "user")}
 
     def describe(self) -> str:
@@ -109,9 +117,10 @@ def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> No
         conn.execute(f"SET VARIABLE {name} = {literal}")
 
 
-def connect(settings: Settings, *, attach: bool) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session for the CLI's own queries (inspect, parity, query)."""
+def connect(settings: Settings, *, attach: bool,
+            env: Mapping[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session for tslake's own queries (parity, the demo, readers)."""
     conn = duckdb.connect()
-    configure_database(conn, settings, SourceConninfo() if attach else None)
+    configure_database(conn, settings, SourceConninfo(env) if attach else None)
     configure_session(conn, settings)
     return conn

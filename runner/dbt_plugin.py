@@ -49,8 +49,8 @@ class Plugin(BasePlugin):
             # dbt prints the exception text; keep it the same one line the CLI prints.
             raise RuntimeError(f"tslake: {error}") from error
 
-    def _open(self, dataset: str, run_id: str) -> None:
-        publish.open_write(self.settings, dataset, purpose=f"dbt run {run_id}")
+    def _open(self, dataset: str, run_id: str, source: dict[str, str] | None = None) -> None:
+        publish.open_write(self.settings, dataset, purpose=f"dbt run {run_id}", source=source)
 
     def _prepare(self, dataset: str, partitions: list[dict[str, Any]]) -> None:
         publish.prepare_partitions(self.settings, dataset, partitions)

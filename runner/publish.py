@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import manifest
+from runner import manifest, views
 from runner.config import Settings
 from runner.durable import durable_rename, fsync_path, write_json_atomic
 from runner.errors import ManifestError, PublishError
@@ -64,8 +64,11 @@ def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> P
     return root / f"date={date}" / f"shard={shard:02d}" / f"{kind}-{run_id}.parquet"
 
 
-def open_write(settings: Settings, dataset: str, purpose: str) -> int:
-    """Lock the lake for a write and return the manifest generation the write starts from."""
+def open_write(settings: Settings, dataset: str, purpose: str,
+               source: dict[str, str] | None = None) -> int:
+    """Lock the lake for a write and return the manifest generation the write starts from.
+
+    `source` ({schema, table}) is recorded in the manifest for readers and parity."""
     root = dataset_root(settings, dataset)
     acquire(settings.lock_path, settings.lock_timeout_seconds, purpose)
     document = manifest.load(settings.manifest_path)
@@ -77,18 +80,20 @@ def open_write(settings: Settings, dataset: str, purpose: str) -> int:
                 f"{strays.name}: restore the manifest from a backup, or move {root} aside and "
                 "run `tslake backfill`")
         document = manifest.empty()
-        manifest.dataset(document, dataset, settings.shards)
+    entry = manifest.dataset(document, dataset, settings.shards)
+    if document["generation"] == 0 or (source is not None and entry.get("source") != source):
+        if source is not None:
+            entry["source"] = source
         manifest.save(settings.manifest_path, document)
-    else:
-        manifest.dataset(document, dataset, settings.shards)
     remove_leftovers(settings, document)
+    views.refresh_if_stale(settings, document)
     return int(document["generation"])
 
 
 def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
     """Delete what killed runs left: `*.tmp` files, and Parquet files no manifest lists."""
     removed = 0
-    for stale in settings.state_dir.glob("*.tmp"):
+    for stale in [*settings.state_dir.glob("*.tmp"), *settings.state_dir.glob("*.tmp.wal")]:
         stale.unlink(missing_ok=True)
         removed += 1
     for name, entry in document["datasets"].items():
@@ -165,6 +170,7 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     failpoint("after_manifest_replace")
 
     write_json_atomic(settings.replication_path, replication_state(document))
+    views.refresh(settings, document)
     for relative in replaced:
         (root / relative).unlink(missing_ok=True)
     return summary

@@ -11,7 +11,7 @@
     {%- set run_id = modules.datetime.datetime.now(modules.pytz.utc).strftime('%Y%m%dT%H%M%SZ') ~ '-' ~ invocation_id[:8] -%}
 
     {{ run_hooks(pre_hooks) }}
-    {%- do lake_call('open', dataset=dataset, run_id=run_id) -%}
+    {%- do lake_call('open', dataset=dataset, run_id=run_id, source=lake_model_source()) -%}
     {%- set lake = lake_state(dataset) -%}
     {%- set stable = stable_watermark() -%}
     {%- if lake_export_mode() == 'backfill' -%}

@@ -1,0 +1,149 @@
+"""Reader views: DuckDB views over exactly the files the manifest lists.
+
+- `_state/lake.duckdb` holds `metrics` (newest version per key, hot and cold) for every
+  commit: the runner rewrites it atomically after each manifest replace. Readers
+  `ATTACH '<hot>/_state/lake.duckdb' AS lake (READ_ONLY)` and query `lake.metrics`.
+- `tslake views` prints the same views plus `metrics_fresh` (the lake plus the Postgres rows
+  past the watermark) as SQL to run in the reader's own session, where Postgres is attached
+  (DuckDB binds a view's postgres_query when the view is created).
+
+Only shard-days holding more than one file pay for dedupe: a single file never repeats a
+key (every writer keeps the newest version per key within its file).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from runner import manifest
+from runner.config import Settings
+from runner.connection import SOURCE_CATALOG, sql_literal
+from runner.durable import durable_rename, fsync_path
+
+log = logging.getLogger("tslake.views")
+
+VIEWS_FILE = "lake.duckdb"
+_READ_OPTIONS = "hive_partitioning = true, hive_types = {'date': 'DATE', 'shard': 'INTEGER'}"
+_EMPTY = ("select null::varchar as sensor_id, null::timestamptz as ts, null::double as value, "
+          "null::smallint as quality, null::timestamptz as inserted_at, null::date as date, "
+          "null::integer as shard where false")
+
+
+def view_name(dataset: str) -> str:
+    """`metrics/v1` -> `metrics` (SPEC's reader view name)."""
+    return dataset.split("/")[0]
+
+
+def files_by_overlap(settings: Settings, dataset: str,
+                     entry: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Absolute paths of committed files: (shard-days with one file, shard-days with more)."""
+    groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for date, partition in entry["partitions"].items():
+        base = settings.hot_path if partition["location"] == "hot" else settings.cold_path
+        for file in partition["files"]:
+            groups[(date, file["shard"])].append(str(Path(str(base)) / dataset / file["path"]))
+    single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
+    multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
+    return single, multi
+
+
+def lake_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> str:
+    single, multi = files_by_overlap(settings, dataset, entry)
+    parts = []
+    if single:
+        parts.append(f"select * from read_parquet({_list(single)}, {_READ_OPTIONS})")
+    if multi:
+        parts.append(f"select * from read_parquet({_list(multi)}, {_READ_OPTIONS}) qualify "
+                     "row_number() over (partition by sensor_id, ts order by inserted_at desc) = 1")
+    body = "\nunion all by name\n".join(f"({part})" for part in parts) or _EMPTY
+    return f"create or replace view {view_name(dataset)} as\n{body};\n"
+
+
+def fresh_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> str:
+    """`<name>_fresh`: the lake view plus Postgres rows with inserted_at past the watermark
+    (those win over the lake's version of the same key: they are newer by construction)."""
+    source = entry.get("source") or {"schema": "public", "table": view_name(dataset)}
+    table = ".".join('"' + part.replace('"', '""') + '"' for part in (source["schema"],
+                                                                      source["table"]))
+    watermark = entry["computed_through_ts"] or "-infinity"
+    tail_query = ("select sensor_id, ts, value, quality, inserted_at from " + table
+                  + " where inserted_at > " + sql_literal(watermark) + "::timestamptz")
+    name = view_name(dataset)
+    # The shard formula is SPEC section 3's, as in macros/lake/shard_of.sql.
+    return f"""create or replace view {name}_fresh as
+with tail as (
+    select sensor_id::varchar as sensor_id, ts::timestamptz as ts, value::double as value,
+           quality, inserted_at::timestamptz as inserted_at
+    from postgres_query({sql_literal(SOURCE_CATALOG)}, {sql_literal(tail_query)})
+    qualify row_number() over (partition by sensor_id, ts order by inserted_at desc) = 1
+)
+(select * from {name} anti join tail using (sensor_id, ts))
+union all by name
+(select *, (ts at time zone 'UTC')::date as date,
+        (('0x' || left(md5(sensor_id), 8))::ubigint % {int(entry['shards'])})::integer as shard
+ from tail);
+"""
+
+
+def render_sql(settings: Settings, document: manifest.Manifest, *, fresh: bool) -> str:
+    lines = [f"-- tslake reader views for manifest generation {document['generation']} "
+             f"({settings.manifest_path})"]
+    if fresh:
+        lines.append(f"-- *_fresh views need Postgres attached as {SOURCE_CATALOG}, e.g.\n"
+                     f"--   ATTACH '' AS {SOURCE_CATALOG} (TYPE postgres, READ_ONLY);"
+                     "  -- libpq's PG* variables")
+    for name, entry in sorted(document["datasets"].items()):
+        lines.append(f"-- {name}: watermark {entry['computed_through_ts']}")
+        lines.append(lake_view_sql(settings, name, entry))
+        if fresh:
+            lines.append(fresh_view_sql(settings, name, entry))
+    return "\n".join(lines)
+
+
+def refresh(settings: Settings, document: manifest.Manifest) -> None:
+    """Rewrite `_state/lake.duckdb` for this manifest (temp file, fsync, rename). A failure
+    is logged, not raised: the commit already happened and the next one retries."""
+    target = settings.state_dir / VIEWS_FILE
+    tmp = settings.state_dir / f"{VIEWS_FILE}.{os.getpid()}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        conn = duckdb.connect(str(tmp))
+        try:
+            conn.execute(render_sql(settings, document, fresh=False))
+            conn.execute("create table tslake_state as select ? as manifest_generation, "
+                         "? as updated_at", [document["generation"], document["updated_at"]])
+            conn.execute("checkpoint")
+        finally:
+            conn.close()
+        fsync_path(tmp)
+        durable_rename(tmp, target)
+    except (duckdb.Error, OSError) as error:
+        log.warning("could not refresh %s: %s; readers see the previous commit's views until "
+                    "the next commit", target, error)
+        tmp.unlink(missing_ok=True)
+
+
+def refresh_if_stale(settings: Settings, document: manifest.Manifest) -> None:
+    """After a run killed between the manifest replace and the views refresh."""
+    target = settings.state_dir / VIEWS_FILE
+    try:
+        conn = duckdb.connect(str(target), read_only=True)
+        try:
+            row = conn.execute("select manifest_generation from tslake_state").fetchone()
+        finally:
+            conn.close()
+        current = row is not None and row[0] == document["generation"]
+    except (duckdb.Error, OSError):
+        current = False
+    if not current and document["generation"] > 0:
+        refresh(settings, document)
+
+
+def _list(paths: list[str]) -> str:
+    return "[" + ", ".join(sql_literal(path) for path in paths) + "]"
