@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -88,6 +89,12 @@ def main() -> None:
                       "computed_through_ts": dataset["computed_through_ts"],
                       "partitions": len(dates), "first_date": dates[0], "last_date": dates[-1],
                       "totals": dataset["totals"]}, indent=2))
+
+    step("Read it back: a daily average of one sensor over the last week (tslake query)")
+    last = date.fromisoformat(dates[-1])
+    run("tslake", "query", "--sensor", "greenhouse-1/air-temp-01", "--start",
+        str(last - timedelta(days=7)), "--end", str(last + timedelta(days=1)), "--bucket", "1d",
+        "--agg", "avg", env=env)
 
     step("Parity: Postgres vs lake, row counts per day up to the watermark")
     check_counts(settings, dataset["computed_through_ts"], dates[0])
