@@ -34,7 +34,11 @@ class Plugin(BasePlugin):
         self.settings = Settings.from_env()
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        configure_database(conn, self.settings, SourceConninfo())
+        try:
+            configure_database(conn, self.settings, SourceConninfo())
+        except TslakeError as error:
+            _remember(error)
+            raise
         configure_session(conn, self.settings)
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
