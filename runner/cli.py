@@ -11,6 +11,8 @@ from typing import Any
 import click
 
 from runner import __version__, logs
+from runner.compaction import compact as compact_lake
+from runner.compaction import parse_date
 from runner.config import Settings
 from runner.connection import SourceConninfo
 from runner.dbt_runner import run_dbt
@@ -89,6 +91,24 @@ def backfill(days: int, replace_existing: bool, dataset: str | None) -> None:
         run_dbt(settings, ["run"], dataset=dataset,
                 variables={"backfill_days": days, "replace_existing": replace_existing})
     _print_json(_last_runs(settings, dataset))
+
+
+@cli.command()
+@DATASET_OPTION
+@click.option("--date", "day", metavar="YYYY-MM-DD", default=None,
+              help="Only this UTC date's shard-days; default: every hot date.")
+def compact(dataset: str | None, day: str | None) -> None:
+    """Compact now: every hot shard-day with more than one file becomes one sorted
+    compact-<run_id>.parquet holding the newest version of each (sensor_id, ts).
+
+    Each shard-day is committed on its own; its inputs leave the manifest in that commit
+    and are deleted after it. (After a tick, `dbt run` compacts only shard-days with more
+    than TSLAKE_COMPACT_MIN_FILES files.) Prints what was compacted as JSON.
+    """
+    settings = _settings()
+    if day is not None:
+        day = parse_date(day)  # before any SQL: a bad date changes nothing
+    _print_json(compact_lake(settings, dataset=dataset, date=day))
 
 
 @cli.command()

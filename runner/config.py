@@ -55,6 +55,7 @@ class Settings:
     hot_retention_days: int
     shards: int
     compact_min_files: int
+    delete_grace_seconds: float
     lock_timeout_seconds: float
     memory_limit: str
     threads: int
@@ -109,6 +110,7 @@ class Settings:
             shards=shards,
             compact_min_files=int(_number(env, ("TSLAKE_COMPACT_MIN_FILES",), 10, minimum=1,
                                           whole=True)),
+            delete_grace_seconds=_number(env, ("TSLAKE_DELETE_GRACE_SECONDS",), 0, minimum=0),
             lock_timeout_seconds=_number(env, ("TSLAKE_LOCK_TIMEOUT_SECONDS",), 10, minimum=0),
             memory_limit=memory_limit,
             threads=int(_number(env, ("TSLAKE_THREADS",), min(4, os.cpu_count() or 1),

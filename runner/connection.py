@@ -111,6 +111,7 @@ def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> No
         "tslake_manifest_path": str(settings.manifest_path),
         "tslake_shards": settings.shards,
         "tslake_lag_seconds": settings.lag_seconds,
+        "tslake_compact_min_files": settings.compact_min_files,
     }
     for name, value in variables.items():
         literal = sql_literal(value) if isinstance(value, str) else repr(value)

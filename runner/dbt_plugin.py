@@ -24,13 +24,21 @@ from runner.errors import PublishError, TslakeError
 
 log = logging.getLogger("tslake.dbt")
 
+# The last typed error a step raised in this process: `dbt run-operation` swallows the
+# exception, so runner.dbt_runner reads it here to keep the CLI's exit code.
+last_error: TslakeError | None = None
+
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.settings = Settings.from_env()
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        configure_database(conn, self.settings, SourceConninfo())
+        try:
+            configure_database(conn, self.settings, SourceConninfo())
+        except TslakeError as error:
+            _remember(error)
+            raise
         configure_session(conn, self.settings)
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
@@ -46,6 +54,7 @@ class Plugin(BasePlugin):
         try:
             steps[action](**request)
         except TslakeError as error:
+            _remember(error)
             # dbt prints the exception text; keep it the same one line the CLI prints.
             raise RuntimeError(f"tslake: {error}") from error
 
@@ -58,11 +67,17 @@ class Plugin(BasePlugin):
     def _publish(self, dataset: str, run_id: str, generation: int, kind: str,
                  files: list[dict[str, Any]], watermark: str | None,
                  replace_dates: list[str] | None = None,
+                 replace_files: list[str] | None = None,
                  run_info: dict[str, Any] | None = None) -> None:
         staged = [publish.StagedFile(date=str(f["date"]), shard=int(f["shard"]),
                                      rows=int(f["rows"]), path=str(f["path"])) for f in files]
         summary = publish.publish_segments(
             self.settings, dataset, run_id=run_id, generation=int(generation), kind=kind,
             files=staged, watermark=watermark, replace_dates=frozenset(replace_dates or ()),
-            run_info=run_info)
+            replace_paths=frozenset(replace_files or ()), run_info=run_info)
         log.debug("published %s", summary)
+
+
+def _remember(error: TslakeError) -> None:
+    global last_error
+    last_error = error

@@ -16,6 +16,7 @@ log = logging.getLogger("tslake.dbt")
 
 # dbt events worth an operator's line: our own `log(..., info=True)` messages, and errors.
 _FORWARDED_EVENTS = {"JinjaLogInfo", "RunResultError", "RunResultFailure"}
+_OPERATION_ERROR = "Encountered an error while running operation: "
 
 
 class DbtRunError(TslakeError):
@@ -29,8 +30,10 @@ def dataset_selector(dataset: str | None) -> str:
 
 
 def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any] | None = None,
-            dataset: str | None = None) -> None:
-    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure."""
+            dataset: str | None = None, macro_args: dict[str, Any] | None = None) -> None:
+    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure.
+
+    `macro_args` are the `--args` of `dbt run-operation <macro>`."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import costs about a second
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -42,19 +45,31 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
         args += ["--select", dataset_selector(dataset)]
     if variables:
         args += ["--vars", yaml.safe_dump(variables, default_flow_style=True).strip()]
+    if macro_args:
+        args += ["--args", yaml.safe_dump(macro_args, default_flow_style=True).strip()]
+
+    operation_errors: list[str] = []
 
     def forward(event: Any) -> None:
         if event.info.name in _FORWARDED_EVENTS:
             log.info("%s", event.info.msg)
+        elif event.info.name == "RunningOperationCaughtError":  # run-operation's only trace
+            operation_errors.append(str(event.info.msg).removeprefix(_OPERATION_ERROR))
 
     # dbt's console output is off (its log file keeps everything): tslake's stdout is for
     # JSON and its stderr for one line per event, the forwarded ones above.
+    from runner import dbt_plugin
+
+    dbt_plugin.last_error = None
     result = dbtRunner(callbacks=[forward]).invoke(args)
     if result.success:
         return
-    cause = _tslake_cause(result.exception)
+    # run-operation swallows the plugin's exception; the plugin keeps the typed error.
+    cause = _tslake_cause(result.exception) or dbt_plugin.last_error
     if cause is not None:
         raise cause
+    if operation_errors:
+        raise DbtRunError(f"dbt {command[0]} failed: {_one_line(operation_errors[0])}")
     raise DbtRunError(f"dbt {command[0]} failed: {_first_error(result)}")
 
 
@@ -74,7 +89,7 @@ def _first_error(result: Any) -> str:
         return _one_line(str(result.exception))
     for node in getattr(result.result, "results", None) or []:
         if str(node.status) in ("error", "fail"):
-            return _one_line(node.message or f"{node.node.name} failed")
+            return _one_line(node.message or f"{node.unique_id} failed")
     return "see the log under TSLAKE_TMP_PATH/dbt/logs"
 
 

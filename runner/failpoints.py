@@ -12,6 +12,11 @@ import signal
 
 # The steps a publish passes through, in order; tests iterate over these.
 PUBLISH_FAILPOINTS = ("after_data_rename", "before_manifest_replace", "after_manifest_replace")
+# A compaction's commit of one shard-day, in order: compact file staged (*.tmp) / renamed /
+# manifest about to be replaced / replaced (inputs still on disk) / first input deleted.
+COMPACT_FAILPOINTS = ("compact_before_data_rename", "compact_after_data_rename",
+                      "compact_before_manifest_replace", "compact_after_manifest_replace",
+                      "compact_after_first_delete")
 
 
 def failpoint(name: str) -> None:

@@ -35,6 +35,8 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
             "watermark_age_seconds": round(lag, 3) if lag is not None else None,
             "shards": entry["shards"],
             "last_run": entry.get("last_run"),
+            "last_compaction": entry.get("last_compaction"),
+            "pending_deletes": len(entry.get("pending_deletes", [])),
             "totals": {key: sum(p[key] for p in partitions.values())
                        for key in ("files", "bytes", "rows")},
             "uncommitted_files_on_disk": _uncommitted(dataset_root(settings, name), entry),
@@ -57,7 +59,8 @@ def _partition_stats(partition: dict[str, Any]) -> dict[str, Any]:
 
 def _uncommitted(root: Path, entry: dict[str, Any]) -> int:
     """Files a glob reader could see that the manifest does not list (left by a killed run;
-    the next writing command removes them)."""
-    committed = manifest.committed_paths(entry)
+    the next writing command removes them), not counting pending deletes."""
+    committed = manifest.committed_paths(entry) | {
+        item["path"] for item in entry.get("pending_deletes", [])}
     return sum(1 for file in root.glob("date=*/shard=*/*")
                if file.relative_to(root).as_posix() not in committed)

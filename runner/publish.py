@@ -8,7 +8,9 @@ dbt plugin (or directly by the runner):
 2. `prepare_partitions` creates the `date=/shard=` directories DuckDB will COPY into
                   (DuckDB does not create parent directories);
 3. `publish_segments` fsyncs and renames each `*.parquet.tmp`, then commits the new file
-                  list and watermark by replacing the manifest, then deletes replaced files.
+                  list and watermark by replacing the manifest, then deletes replaced files
+                  (a backfill's replaced days, a compaction's inputs), or, with
+                  TSLAKE_DELETE_GRACE_SECONDS, lists them as pending deletes for later.
 
 Killed anywhere before the manifest replace, the next `open_write` deletes the new files;
 killed after it, the files are committed and only the replaced ones are left to delete.
@@ -93,12 +95,14 @@ def open_write(settings: Settings, dataset: str, purpose: str,
 def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
     """Delete what killed runs left: `*.tmp` files, and Parquet files no manifest lists."""
     removed = 0
+    now = manifest.utc_now()
     for stale in [*settings.state_dir.glob("*.tmp"), *settings.state_dir.glob("*.tmp.wal")]:
         stale.unlink(missing_ok=True)
         removed += 1
     for name, entry in document["datasets"].items():
         root = dataset_root(settings, name)
-        committed = manifest.committed_paths(entry)
+        committed = manifest.committed_paths(entry) | manifest.pending_paths(
+            entry, now, settings.delete_grace_seconds)
         for shard_dir in root.glob("date=*/shard=*"):
             for file in shard_dir.iterdir():
                 relative = file.relative_to(root).as_posix()
@@ -125,8 +129,12 @@ def prepare_partitions(settings: Settings, dataset: str, partitions: list[dict[s
 def publish_segments(settings: Settings, dataset: str, *, run_id: str, generation: int,
                      kind: str, files: list[StagedFile], watermark: str | None,
                      replace_dates: frozenset[str] = frozenset(),
+                     replace_paths: frozenset[str] = frozenset(),
                      run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Commit staged files (and the new watermark) with one manifest replace."""
+    """Commit staged files (and the new watermark) with one manifest replace; the files of
+    `replace_dates` and the files `replace_paths` (relative paths: a compaction's inputs)
+    leave the manifest in the same commit and are deleted after it."""
+    step = "compact_" if kind == "compact" else ""  # compaction has failpoints of its own
     if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
                            f"of {', '.join(FILE_KINDS)} and run_id like 20260122T101500Z-1a2b3c4d")
@@ -138,6 +146,7 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     root = dataset_root(settings, dataset)
 
     committed: list[dict[str, Any]] = []
+    failpoint(step + "before_data_rename")
     for staged in files:
         final = segment_path(root, staged.date, staged.shard, kind, run_id)
         tmp = Path(staged.path)
@@ -153,10 +162,13 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
         committed.append({"date": staged.date, "shard": staged.shard, "rows": staged.rows,
                           "bytes": final.stat().st_size, "kind": kind, "run_id": run_id,
                           "path": final.relative_to(root).as_posix()})
-    failpoint("after_data_rename")
+    failpoint(step + "after_data_rename")
 
     now = manifest.utc_now()
-    replaced = manifest.add_files(entry, committed, replace_dates=replace_dates, now=now)
+    rows_in = {file["path"]: file["rows"] for partition in entry["partitions"].values()
+               for file in partition["files"] if file["path"] in replace_paths}
+    replaced = manifest.add_files(entry, committed, replace_dates=replace_dates,
+                                  replace_paths=replace_paths, now=now)
     if watermark is not None:
         # Normalise the SQL side's text (and refuse anything that is not a timestamp).
         watermark = manifest.rfc3339(manifest.parse_rfc3339(watermark))
@@ -164,16 +176,44 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     summary = {"run_id": run_id, "kind": kind, "finished_at": manifest.rfc3339(now),
                "files": len(committed), "rows": sum(file["rows"] for file in committed),
                "computed_through_ts": entry["computed_through_ts"], **(run_info or {})}
-    entry["last_run"] = summary
-    failpoint("before_manifest_replace")
+    if kind == "compact":
+        _check_compaction(dataset, committed, rows_in)
+        manifest.record_compaction(entry, {
+            "run_id": run_id, "finished_at": summary["finished_at"], "shard_days": len(committed),
+            "files_in": len(rows_in), "rows_in": sum(rows_in.values()),
+            "rows_out": summary["rows"]})
+    else:  # `last_run` stays the last tick or backfill: what an operator checks first
+        entry["last_run"] = summary
+    due = manifest.take_due_deletes(entry, now, settings.delete_grace_seconds)
+    if settings.delete_grace_seconds > 0:
+        manifest.schedule_deletes(entry, replaced, now)
+    else:
+        due += replaced
+    failpoint(step + "before_manifest_replace")
     manifest.save(settings.manifest_path, document)  # the commit point
-    failpoint("after_manifest_replace")
+    failpoint(step + "after_manifest_replace")
 
     write_json_atomic(settings.replication_path, replication_state(document))
     views.refresh(settings, document)
-    for relative in replaced:
+    for number, relative in enumerate(due):
         (root / relative).unlink(missing_ok=True)
+        if number == 0:
+            failpoint(step + "after_first_delete")
     return summary
+
+
+def _check_compaction(dataset: str, committed: list[dict[str, Any]],
+                      rows_in: dict[str, int]) -> None:
+    """A compaction replaces the files of one shard-day with one file holding at most their
+    rows (duplicate versions dropped), in the same partition."""
+    places = {path.rsplit("/", 1)[0] for path in rows_in}
+    if (len(committed) != 1 or not rows_in or places != {committed[0]["path"].rsplit("/", 1)[0]}
+            or committed[0]["rows"] > sum(rows_in.values())):
+        raise PublishError(f"compaction of {dataset} {sorted(places)} would commit "
+                           f"{[file['path'] for file in committed]} with "
+                           f"{sum(file['rows'] for file in committed)} rows for "
+                           f"{sum(rows_in.values())} input rows in {len(rows_in)} files: "
+                           "refused, the lake is unchanged; report this as a bug")
 
 
 def replication_state(document: manifest.Manifest) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from runner import lock, manifest
 from runner.cli import cli
+from runner.compaction import parse_date
 from runner.config import Settings
 from runner.connection import SourceConninfo, sql_literal
 from runner.errors import ConfigError, LakeBusyError, ManifestError
@@ -70,6 +71,46 @@ def test_manifest_add_and_replace_files():
     assert sorted(removed) == [file["path"], second["path"]]
     assert manifest.committed_paths(entry) == {replacement["path"]}
     assert entry["partitions"]["2026-01-22"]["rows"] == 7
+
+
+def test_manifest_compaction_replaces_its_inputs_in_one_commit():
+    now = datetime(2026, 1, 22, 10, 15, tzinfo=UTC)
+    entry = manifest.dataset(manifest.empty(), "metrics/v1", 8)
+    parts = [{"date": "2026-01-22", "shard": shard, "rows": 5, "bytes": 100, "kind": "part",
+              "run_id": f"r{n}", "path": f"date=2026-01-22/shard={shard:02d}/part-r{n}.parquet"}
+             for n in range(3) for shard in (1, 2)]
+    manifest.add_files(entry, parts, now=now)
+    inputs = frozenset(f["path"] for f in parts if f["shard"] == 1)
+    compacted = {"date": "2026-01-22", "shard": 1, "rows": 12, "bytes": 90, "kind": "compact",
+                 "run_id": "c1", "path": "date=2026-01-22/shard=01/compact-c1.parquet"}
+    later = datetime(2026, 1, 22, 11, tzinfo=UTC)
+    removed = manifest.add_files(entry, [compacted], replace_paths=inputs, now=later)
+    assert sorted(removed) == sorted(inputs)
+    partition = entry["partitions"]["2026-01-22"]
+    assert (partition["file_count"], partition["rows"]) == (4, 27)
+    assert partition["last_compacted_at"] == "2026-01-22T11:00:00Z"
+    with pytest.raises(ManifestError, match="does not list it"):
+        manifest.add_files(entry, [compacted], replace_paths=inputs, now=later)
+
+
+def test_pending_deletes_wait_for_the_grace_period():
+    entry = manifest.dataset(manifest.empty(), "metrics/v1", 8)
+    replaced = datetime(2026, 1, 22, 10, 0, tzinfo=UTC)
+    path = "date=2026-01-22/shard=01/part-r1.parquet"
+    manifest.schedule_deletes(entry, [path], replaced)
+    soon = datetime(2026, 1, 22, 10, 0, 30, tzinfo=UTC)
+    assert manifest.pending_paths(entry, soon, 60) == {path}
+    assert manifest.take_due_deletes(entry, soon, 60) == []
+    assert manifest.pending_paths(entry, soon, 0) == set()
+    assert manifest.take_due_deletes(entry, soon, 10) == [path]
+    assert entry["pending_deletes"] == []
+
+
+@pytest.mark.parametrize("text", ["2026-02-30", "2026-1-2", "20260122", "today", ""])
+def test_compact_date_must_be_a_calendar_date(text: str):
+    with pytest.raises(ConfigError, match="is not a calendar date"):
+        parse_date(text)
+    assert parse_date("2024-02-29") == "2024-02-29"
 
 
 def test_manifest_refuses_a_different_shard_count():

@@ -1,6 +1,7 @@
 {#-
     Ask the tslake runner to do a step SQL should not do: 'open' (lock, leftovers),
-    'prepare' (create partition directories), 'publish' (fsync, rename, manifest commit).
+    'prepare' (create partition directories), 'publish' (fsync, rename, manifest commit;
+    `replace_files` drops a compaction's inputs in the same commit).
     dbt-duckdb's store hook is the bridge: it hands `request` to runner/dbt_plugin.py.
 -#}
 {% macro lake_call(action) %}
