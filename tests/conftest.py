@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,7 +41,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield {key: value for key, value in {**os.environ, **env}.items()
                if key.startswith("PG") and key != "PGDATABASE"}
         return
-    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps, and a
+    # running server's data directory must not vanish under it.
+    scratch = Path(tempfile.mkdtemp(prefix="tslake-test-pg-"))
+    pgdata = scratch / "data"
     env = devdb.start(pgdata, database="postgres")
     # Two-phase commit is off by default; the prepared-transaction test needs it.
     SourceDb(env, "postgres").execute("alter system set max_prepared_transactions = 4")
@@ -48,6 +53,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     env.pop("PGDATABASE", None)
     yield env
     devdb.stop(pgdata)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 class SourceDb:
