@@ -29,7 +29,7 @@ _database_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def pg_server() -> Iterator[dict[str, str]]:
     """libpq variables of a server where tests may create databases.
 
     With TSLAKE_PG_DSN or PGHOST set, that server is used (the role must be allowed to
