@@ -29,8 +29,9 @@ def dataset_selector(dataset: str | None) -> str:
 
 
 def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any] | None = None,
-            dataset: str | None = None) -> None:
-    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure."""
+            dataset: str | None = None) -> Any:
+    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure;
+    returns dbt's result object (for `parse`, the parsed manifest)."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import costs about a second
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -51,7 +52,7 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     # JSON and its stderr for one line per event, the forwarded ones above.
     result = dbtRunner(callbacks=[forward]).invoke(args)
     if result.success:
-        return
+        return result.result
     cause = _tslake_cause(result.exception)
     if cause is not None:
         raise cause

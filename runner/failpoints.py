@@ -17,3 +17,7 @@ PUBLISH_FAILPOINTS = ("after_data_rename", "before_manifest_replace", "after_man
 def failpoint(name: str) -> None:
     if os.environ.get("TSLAKE_FAILPOINT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+# The steps of a retention move of one partition, in order (runner/retention.py).
+RETENTION_FAILPOINTS = ("retention_after_cold_copy", "retention_before_manifest_replace",
+                        "retention_after_manifest_replace", "retention_during_hot_removal")
