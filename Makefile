@@ -26,6 +26,9 @@ test: install  ## the whole suite (unit + integration against a real Postgres)
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
 
+bench: install  ## benchmarks (benchmarks/*.py): 10M-row parity, retention move; minutes
+	for bench in benchmarks/bench_*.py; do $(BIN)/python $$bench || exit 1; done
+
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check runner tests
 	$(BIN)/mypy

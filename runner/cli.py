@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from runner import __version__, logs
+from runner import __version__, logs, parity_report
 from runner.compaction import compact as compact_lake
 from runner.compaction import parse_date
 from runner.config import Settings
 from runner.connection import SourceConninfo
 from runner.dbt_runner import run_dbt
-from runner.errors import ConfigError, TslakeError
+from runner.errors import ConfigError, ParityMismatchError, TslakeError
 from runner.inspect import inspect_lake
 from runner.launchd import (
     DEFAULT_DATA_ROOT,
@@ -28,9 +28,13 @@ from runner.launchd import (
 from runner.lock import lake_lock
 from runner.manifest import load as load_manifest
 from runner.output import write_result
+from runner.parity import run_parity
 from runner.query import AGGREGATES, parse_time, series
+from runner.repair import run_repair
+from runner.retention import run_retention
 from runner.service import ReplicationService
 from runner.views import render_sql as render_views_sql
+from runner.window import parse_sensor_ids, parse_window
 
 log = logging.getLogger("tslake")
 
@@ -210,6 +214,97 @@ def query(sensors: str, start: str, end: str, bucket: str | None, agg: str,
     write_result(relation, output_format, out)
 
 
+@cli.command()
+@DATASET_OPTION
+def retention(dataset: str | None) -> None:
+    """Move partitions older than TSLAKE_HOT_RETENTION_DAYS to TSLAKE_COLD_PATH (delete them
+    when no cold path is set). Every `dbt run` / `tslake tick` does this too.
+
+    Prints what moved as JSON.
+    """
+    settings = _settings()
+    _print_json(run_retention(settings, dataset))
+
+
+@cli.command()
+@click.option("--start", metavar="T", required=True,
+              help="First day to re-export: a date (2026-01-22) or RFC 3339 time, UTC.")
+@click.option("--end", metavar="T", required=True,
+              help="End of the window, exclusive: --start D --end D+1 repairs day D.")
+@DATASET_OPTION
+def repair(start: str, end: str, dataset: str | None) -> None:
+    """Re-export the UTC days of [start, end) from Postgres, each day's files replaced in one
+    atomic commit, so rows deleted or rewritten in Postgres reach the lake.
+
+    Prints the repaired days as JSON.
+    """
+    lo, hi = parse_window(start, end)
+    _print_json(run_repair(_settings(), lo, hi, dataset))
+
+
+@cli.command()
+@click.option("--start", metavar="T", default=None,
+              help="Window start (RFC 3339 or a date = 00:00 UTC); before the lake's horizon "
+                   "it is clipped with a warning.")
+@click.option("--end", metavar="T", default=None,
+              help="Window end, exclusive; past the watermark it is clipped with a warning.")
+@click.option("--all", "whole", is_flag=True,
+              help="The whole lake horizon, hot and cold, per day and shard.")
+@click.option("--sample", metavar="N", default=None,
+              help="Compare N sensors drawn at random from those in the window.")
+@click.option("--seed", metavar="S", default=None,
+              help="Seed for --sample, to repeat a draw (the report names the one used).")
+@click.option("--sensor-ids", "sensor_ids", metavar="A,B", multiple=True,
+              help="Compare only these sensors (comma-separated; repeatable).")
+@click.option("--report", "report_path", metavar="FILE.md", type=click.Path(path_type=Path),
+              default=None, help="Write a Markdown report there and FILE.json beside it.")
+@click.option("--fail-on-mismatch", is_flag=True,
+              help="Exit 3 when anything differs (default: report it and exit 0).")
+@click.option("--dataset", default="metrics/v1", show_default=True, metavar="NAME",
+              help="The dataset to compare.")
+def parity(start: str | None, end: str | None, whole: bool, sample: str | None,
+           seed: str | None, sensor_ids: tuple[str, ...], report_path: Path | None,
+           fail_on_mismatch: bool, dataset: str) -> None:
+    """Compare Postgres and the lake exactly: per group the row count, min/max ts and a
+    checksum of (ts, value, quality) of the newest versions, Postgres rows capped at the
+    watermark. Differences are drilled down to sensors, hours and rows.
+
+    Prints the comparison as JSON; --report writes it as Markdown and JSON.
+    """
+    if whole == (start is not None or end is not None) or (not whole and None in (start, end)):
+        raise ConfigError("give either --all, or both --start and --end")
+    if sample is not None and sensor_ids:
+        raise ConfigError("--sample and --sensor-ids cannot be combined: choose one")
+    lo, hi = parse_window(start, end) if start is not None and end is not None else (None, None)
+    count = _whole_number(sample, "--sample", minimum=1)
+    draw = _whole_number(seed, "--seed", minimum=0)
+    sensors = parse_sensor_ids(sensor_ids) if sensor_ids else None
+    report = run_parity(_settings(), dataset, start=lo, end=hi, sensors=sensors, sample=count,
+                        seed=draw)
+    for warning in report["warnings"]:
+        log.warning("%s", warning)
+    output = parity_report.summary(report)
+    if report_path is not None:
+        written = parity_report.write_report(report, report_path)
+        output["report"] = {"markdown": str(written[0]), "json": str(written[1])}
+    _print_json(output)
+    if fail_on_mismatch and report["verdict"] != "match":
+        days = sorted({d["date"] for d in report["differences"]})
+        raise ParityMismatchError(
+            f"parity: {report['totals']['differing_groups']} group(s) of {dataset} differ"
+            + (f" (days {', '.join(days[:5])}{' ...' if len(days) > 5 else ''})" if days else "")
+            + f" and {len(report['missing_files'])} committed file(s) are missing: see the "
+            f"report, then run `{parity_report.repair_hint(report)}`")
+
+
+def _whole_number(text: str | None, option: str, *, minimum: int) -> int | None:
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < minimum:
+        raise ConfigError(f"{option} {text!r} is not a whole number >= {minimum}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command; a TslakeError becomes one line on stderr and its exit code."""
     try:
@@ -221,6 +316,10 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="tslake", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
+    except click.UsageError as error:
+        where = f"; see `{error.ctx.command_path} --help`" if error.ctx else ""
+        click.echo(f"tslake: error: {error.format_message()}{where}", err=True)
+        sys.exit(ConfigError.exit_code)
     except click.ClickException as error:
         error.show()
         sys.exit(ConfigError.exit_code)

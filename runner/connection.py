@@ -108,6 +108,7 @@ def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> No
     conn.execute("SET TimeZone = 'UTC'")
     variables = {
         "tslake_hot_path": str(settings.hot_path),
+        "tslake_cold_path": str(settings.cold_path or ""),
         "tslake_manifest_path": str(settings.manifest_path),
         "tslake_shards": settings.shards,
         "tslake_lag_seconds": settings.lag_seconds,

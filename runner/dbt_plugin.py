@@ -5,6 +5,8 @@
 - `configure_cursor`: UTC and the settings SQL reads as DuckDB variables;
 - `store`: the materialization's way to call the runner. dbt-duckdb passes the model's
   request through `adapter.store_relation(...)`; `config["action"]` names the step.
+  `retention` (the lake models' post-hook) is best effort: a failure is a warning, since
+  the tick before it has committed; `tslake retention` reports it as an error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from duckdb import DuckDBPyConnection
 
-from runner import publish
+from runner import publish, retention
 from runner.config import Settings
 from runner.connection import SourceConninfo, configure_database, configure_session
 from runner.errors import PublishError, TslakeError
@@ -48,7 +50,8 @@ class Plugin(BasePlugin):
         request = dict(target_config.config)
         action = request.pop("action", None)
         steps: dict[str, Callable[..., None]] = {
-            "open": self._open, "prepare": self._prepare, "publish": self._publish}
+            "open": self._open, "prepare": self._prepare, "publish": self._publish,
+            "retention": self._retention}
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
@@ -76,6 +79,14 @@ class Plugin(BasePlugin):
             files=staged, watermark=watermark, replace_dates=frozenset(replace_dates or ()),
             replace_paths=frozenset(replace_files or ()), run_info=run_info)
         log.debug("published %s", summary)
+
+    def _retention(self, dataset: str) -> None:
+        try:
+            summary = retention.apply_retention(self.settings, dataset)
+        except TslakeError as error:
+            log.warning("tslake: retention of %s skipped: %s", dataset, error)
+            return
+        log.debug("retention %s", summary)
 
 
 def _remember(error: TslakeError) -> None:

@@ -30,8 +30,9 @@ def dataset_selector(dataset: str | None) -> str:
 
 
 def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any] | None = None,
-            dataset: str | None = None, macro_args: dict[str, Any] | None = None) -> None:
-    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure.
+            dataset: str | None = None, macro_args: dict[str, Any] | None = None) -> Any:
+    """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure;
+    returns dbt's result object (for `parse`, the parsed manifest).
 
     `macro_args` are the `--args` of `dbt run-operation <macro>`."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import costs about a second
@@ -63,7 +64,7 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     dbt_plugin.last_error = None
     result = dbtRunner(callbacks=[forward]).invoke(args)
     if result.success:
-        return
+        return result.result
     # run-operation swallows the plugin's exception; the plugin keeps the typed error.
     cause = _tslake_cause(result.exception) or dbt_plugin.last_error
     if cause is not None:

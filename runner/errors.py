@@ -38,3 +38,14 @@ class PublishError(TslakeError):
     """Writing or committing lake files failed; the lake and its watermark are unchanged."""
 
     exit_code = 74  # EX_IOERR
+
+
+class ColdTierError(PublishError):
+    """The cold tier (TSLAKE_COLD_PATH, often a NAS) is missing, unreachable or returned a
+    copy that does not verify; the partitions involved stay where the manifest says."""
+
+
+class ParityMismatchError(TslakeError):
+    """`tslake parity --fail-on-mismatch` found rows that differ between Postgres and the lake."""
+
+    exit_code = 3

@@ -22,3 +22,7 @@ COMPACT_FAILPOINTS = ("compact_before_data_rename", "compact_after_data_rename",
 def failpoint(name: str) -> None:
     if os.environ.get("TSLAKE_FAILPOINT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+# The steps of a retention move of one partition, in order (runner/retention.py).
+RETENTION_FAILPOINTS = ("retention_after_cold_copy", "retention_before_manifest_replace",
+                        "retention_after_manifest_replace", "retention_during_hot_removal")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import manifest, views
+from runner import manifest, tiers, views
 from runner.config import Settings
 from runner.durable import durable_rename, fsync_path, write_json_atomic
 from runner.errors import ManifestError, PublishError
@@ -111,6 +111,7 @@ def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
                     file.unlink(missing_ok=True)
                     removed += 1
             _remove_if_empty(shard_dir)
+    removed += tiers.remove_cold_leftovers(settings, document)
     if removed:
         log.info("removed %d leftover file(s) of interrupted runs", removed)
     return removed
@@ -163,6 +164,8 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
                           "bytes": final.stat().st_size, "kind": kind, "run_id": run_id,
                           "path": final.relative_to(root).as_posix()})
     failpoint(step + "after_data_rename")
+    # Files for a date whose partition is cold go to the cold tier before the commit.
+    cold = tiers.place_cold_files(settings, dataset, entry, committed, replace_dates, root)
 
     now = manifest.utc_now()
     rows_in = {file["path"]: file["rows"] for partition in entry["partitions"].values()
@@ -199,6 +202,7 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
         (root / relative).unlink(missing_ok=True)
         if number == 0:
             failpoint(step + "after_first_delete")
+    cold.finish()
     return summary
 
 

@@ -128,8 +128,13 @@ class Lake:
         return self.manifest()["datasets"][name]
 
     def committed_files(self, name: str = "metrics/v1") -> list[Path]:
-        root = self.settings.hot_path / name
-        return [root / path for path in sorted(manifest.committed_paths(self.dataset(name)))]
+        """Every file the manifest lists, in the hot or the cold root as it says."""
+        entry = self.dataset(name)
+        roots = {"hot": self.settings.hot_path / name,
+                 "cold": (self.settings.cold_path or self.settings.hot_path) / name}
+        return sorted(roots[partition["location"]] / file["path"]
+                      for partition in entry["partitions"].values()
+                      for file in partition["files"])
 
     def rows(self, name: str = "metrics/v1", *, newest: bool = False) -> list[tuple[Any, ...]]:
         """Every row version in the committed files (or the newest per key), sorted."""

@@ -1,6 +1,12 @@
-{#- 'backfill' when `--vars '{backfill_days: N}'` is given, else 'tick'. -#}
+{#- 'backfill' when `--vars '{backfill_days: N}'` is given, 'repair' with `repair_dates`, else 'tick'. -#}
 {% macro lake_export_mode() %}
     {%- set days = var('backfill_days', none) -%}
+    {%- if var('repair_dates', none) is not none -%}
+        {%- if days is not none -%}
+            {{ exceptions.raise_compiler_error("backfill_days and repair_dates cannot be combined: give one of them") }}
+        {%- endif -%}
+        {{ return('repair') }}
+    {%- endif -%}
     {%- if days is none -%}
         {{ return('tick') }}
     {%- endif -%}

@@ -17,6 +17,8 @@
     {%- set stable = stable_watermark() -%}
     {%- if lake_export_mode() == 'backfill' -%}
         {%- do lake_backfill(sql, dataset, run_id, lake, stable) -%}
+    {%- elif lake_export_mode() == 'repair' -%}
+        {%- do lake_repair(sql, dataset, run_id, lake) -%}
     {%- else -%}
         {%- do lake_tick(sql, dataset, run_id, lake, stable) -%}
     {%- endif -%}

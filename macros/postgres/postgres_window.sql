@@ -14,7 +14,7 @@
     {%- endfor -%}
     {%- set select_list = '"' ~ columns | join('", "') ~ '"' -%}
     {%- set table = postgres_quote_ident(relation.schema) ~ '.' ~ postgres_quote_ident(relation.identifier) -%}
-    {%- if lake_export_mode() == 'backfill' -%}
+    {%- if lake_export_mode() in ['backfill', 'repair'] -%}
         {%- set predicate -%}
             "{{ time_column }}" >= '{}'::timestamptz and "{{ time_column }}" < '{}'::timestamptz and "{{ version_column }}" <= '{}'::timestamptz
         {%- endset -%}

@@ -1,0 +1,154 @@
+"""The parity report: Markdown for people (`--report FILE.md`), JSON beside it (`FILE.json`)
+for programs, and the short summary `tslake parity` prints on stdout."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from runner.durable import write_json_atomic
+from runner.manifest import parse_rfc3339
+
+MAX_TABLE_ROWS = 500  # Markdown tables list differing rows first, then up to this many
+
+
+def sensor_table(report: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Per-sensor totals over the window (when sensors were named or sampled)."""
+    if report.get("sensors") is None:
+        return None
+    def blank(sensor: str) -> dict[str, Any]:
+        return {"sensor_id": sensor, "source_rows": 0, "lake_rows": 0, "source_min_ts": None,
+                "lake_min_ts": None, "source_max_ts": None, "lake_max_ts": None,
+                "differing_days": [], "status": "match"}
+
+    table = {sensor: blank(sensor) for sensor in report["sensors"]}
+    for group in report.get("groups", []):
+        row = table.setdefault(group["sensor_id"], blank(group["sensor_id"]))
+        for side in ("source", "lake"):
+            row[f"{side}_rows"] += group[f"{side}_rows"] or 0
+            row[f"{side}_min_ts"] = _least(row[f"{side}_min_ts"], group[f"{side}_min_ts"])
+            row[f"{side}_max_ts"] = _most(row[f"{side}_max_ts"], group[f"{side}_max_ts"])
+        if group["status"] != "match":
+            row["differing_days"].append(group["date"])
+            row["status"] = "differs"
+    return sorted(table.values(), key=lambda r: (r["status"] == "match", r["sensor_id"]))
+
+
+def repair_hint(report: dict[str, Any]) -> str | None:
+    """The `tslake repair` command covering every day that differs."""
+    days = sorted({d["date"] for d in report["differences"]}
+                  | {g["date"] for g in report.get("groups", []) if g["status"] != "match"}
+                  | {f["date"] for f in report.get("missing_files", [])})
+    if not days:
+        return None
+    after = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    return f"tslake repair --start {days[0]} --end {after}"
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What stdout gets: the report without its long per-group tables."""
+    short = {key: value for key, value in report.items() if key not in ("groups",)}
+    short["differences"] = [{key: d.get(key) for key in
+                             ("date", "shard", "sensor_id", "status", "source_rows",
+                              "lake_rows", "time_ranges")} for d in report["differences"]]
+    short["repair"] = repair_hint(report)
+    return short
+
+
+def write_report(report: dict[str, Any], path: Path) -> tuple[Path, Path]:
+    """Write FILE.md and FILE.json (replacing them atomically); returns both paths."""
+    document = {**report, "sensor_table": sensor_table(report), "repair": repair_hint(report)}
+    markdown = path if path.suffix == ".md" else path.with_name(path.name + ".md")
+    beside = markdown.with_suffix(".json")
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    tmp = markdown.with_name(markdown.name + ".tmp")
+    tmp.write_text(render_markdown(document), encoding="utf-8")
+    tmp.replace(markdown)
+    write_json_atomic(beside, document)
+    return markdown, beside
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    totals, window = report["totals"], report["window"]
+    verdict = report["verdict"].upper()
+    lines = [f"# tslake parity: {report['dataset']}", "",
+             f"**Verdict: {verdict}** — {totals['differing_groups']} of {totals['groups']} "
+             f"groups differ; {len(report['missing_files'])} committed file(s) missing; "
+             f"{totals['source_rows']:,} Postgres rows, {totals['lake_rows']:,} lake rows.", "",
+             "| | |", "|---|---|",
+             f"| dataset | `{report['dataset']}` (Postgres `{report['source_table']}`) |",
+             f"| window | [{window['from']}, {window['to'] or 'end of the lake'}) |",
+             f"| watermark (computed_through_ts) | {report['watermark']} |",
+             f"| lake horizon starts | {report['horizon_start']} |",
+             f"| mode | {report['mode']}"
+             + (f" (seed {report['sample_seed']})" if "sample_seed" in report else "") + " |",
+             f"| in-flight keys left out | {report.get('in_flight_keys', 0)} |",
+             f"| generated | {report['generated_at']} in {report['seconds']} s |", ""]
+    lines += [f"> warning: {warning}" for warning in report["warnings"]]
+    table = report.get("sensor_table")
+    if table is not None:
+        lines += ["", "## Per sensor", "",
+                  "| sensor | Postgres rows | lake rows | Postgres min ts | lake min ts "
+                  "| Postgres max ts | lake max ts | status |",
+                  "|---|---:|---:|---|---|---|---|---|"]
+        lines += [f"| {_cell(r['sensor_id'])} | {r['source_rows']} | {r['lake_rows']} | "
+                  f"{r['source_min_ts']} | {r['lake_min_ts']} | {r['source_max_ts']} | "
+                  f"{r['lake_max_ts']} | {r['status']} |" for r in table[:MAX_TABLE_ROWS]]
+    else:
+        groups = sorted(report.get("groups", []), key=lambda g: (g["status"] == "match",
+                                                                 g["date"], g["shard"]))
+        lines += ["", "## Per day and shard", "",
+                  "| date | shard | Postgres rows | lake rows | checksums | status |",
+                  "|---|---:|---:|---:|---|---|"]
+        lines += [f"| {g['date']} | {g['shard']:02d} | {g['source_rows'] or 0} | "
+                  f"{g['lake_rows'] or 0} | "
+                  f"{'equal' if g['source_checksum'] == g['lake_checksum'] else 'differ'} | "
+                  f"{g['status']} |" for g in groups[:MAX_TABLE_ROWS]]
+    lines += ["", "## Differences", ""]
+    if not report["differences"]:
+        lines.append("None." if report["verdict"] == "match" else
+                     "No differing rows (see the missing files below).")
+    for difference in report["differences"]:
+        lines += _difference(difference)
+    if report["truncated"]:
+        lines.append("*(drill-down stopped at its limits; the JSON lists every group)*")
+    if report["missing_files"]:
+        lines += ["", "## Committed files missing on disk", "", "| date | shard | location | "
+                  "path |", "|---|---:|---|---|"]
+        lines += [f"| {f['date']} | {f['shard']:02d} | {f['location']} | `{f['path']}` |"
+                  for f in report["missing_files"]]
+    hint = report.get("repair")
+    if hint:
+        lines += ["", "## Next step", "", f"Re-export the days that differ: `{hint}`, then run "
+                  "the parity check again."]
+    return "\n".join(lines) + "\n"
+
+
+def _difference(d: dict[str, Any]) -> list[str]:
+    lines = [f"### {_cell(d['sensor_id'])} on {d['date']} (shard {d['shard']:02d}): "
+             f"{d['status']}", "",
+             f"- Postgres {d['source_rows'] or 0} rows ({d['source_min_ts']} .. "
+             f"{d['source_max_ts']}), lake {d['lake_rows'] or 0} rows ({d['lake_min_ts']} .. "
+             f"{d['lake_max_ts']})"]
+    for span in d.get("time_ranges", []):
+        lines.append(f"- differs in [{span['from']}, {span['to']}): Postgres "
+                     f"{span['source_rows']} rows, lake {span['lake_rows']} rows")
+    for example in d.get("examples", []):
+        lines.append(f"  - row at {example['ts']}: {example['status']}")
+    return [*lines, ""]
+
+
+def _cell(value: Any) -> str:
+    """A sensor id in a Markdown table cell: control characters escaped, pipes too."""
+    text = json.dumps(value, ensure_ascii=False)[1:-1] if isinstance(value, str) else str(value)
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _least(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else min(a, b, key=parse_rfc3339)
+
+
+def _most(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else max(a, b, key=parse_rfc3339)

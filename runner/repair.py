@@ -1,0 +1,58 @@
+"""`tslake repair`: re-export whole UTC days from Postgres, replacing each day's files in
+one manifest commit (the `repair` mode of the lake_dataset materialization).
+
+Ticks only see rows whose inserted_at moves past the watermark; rows deleted in Postgres,
+or rewritten without a new inserted_at, reach the lake only this way. Parity names the
+days; repair them, and parity is clean.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from runner import manifest, publish, retention
+from runner.config import Settings
+from runner.dbt_runner import run_dbt
+from runner.errors import ConfigError, ManifestError
+from runner.lock import lake_lock
+from runner.window import days_in
+
+
+def repair_days(settings: Settings, lo: datetime, hi: datetime, dataset: str | None) -> list[str]:
+    """The days [lo, hi) touches, refused when retention would delete them again."""
+    days = days_in(lo, hi)
+    document = manifest.load(settings.manifest_path)
+    entries = {name: entry for name, entry in (document or {"datasets": {}})["datasets"].items()
+               if dataset in (None, name) and entry.get("computed_through_ts")}
+    if not entries:
+        raise ManifestError(f"nothing is committed in {settings.manifest_path}"
+                            + (f" for dataset {dataset}" if dataset else "")
+                            + ": run `tslake backfill` first; repair only rewrites committed days")
+    if settings.cold_path is None:
+        for name, entry in entries.items():
+            cutoff = retention.cutoff_date(entry, settings.hot_retention_days)
+            if cutoff and days[0] < cutoff:
+                raise ConfigError(
+                    f"{days[0]} is older than {name}'s hot horizon (TSLAKE_HOT_RETENTION_DAYS="
+                    f"{settings.hot_retention_days}, from {cutoff}) and there is no cold tier, so "
+                    f"retention would delete it again: start the repair at {cutoff} or later")
+    return days
+
+
+def run_repair(settings: Settings, lo: datetime, hi: datetime,
+               dataset: str | None) -> dict[str, Any]:
+    days = repair_days(settings, lo, hi, dataset)
+    if dataset is not None:
+        publish.dataset_root(settings, dataset)  # validates the name before dbt runs
+    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake repair"):
+        run_dbt(settings, ["run"], dataset=dataset, variables={"repair_dates": days})
+    document = manifest.load(settings.manifest_path) or {"datasets": {}}
+    report: dict[str, Any] = {"days": days, "datasets": {}}
+    for name, entry in document["datasets"].items():
+        if dataset in (None, name):
+            partitions = {day: entry["partitions"].get(day) or {} for day in days}
+            report["datasets"][name] = {
+                day: {"location": p.get("location"), "files": p.get("file_count", 0),
+                      "rows": p.get("rows", 0)} for day, p in partitions.items()}
+    return report

@@ -1,0 +1,134 @@
+"""Retention (SPEC section 5): partitions older than the hot horizon leave the hot tier.
+
+A partition whose date is more than TSLAKE_HOT_RETENTION_DAYS days before the date of the
+watermark (`computed_through_ts`, Postgres's clock) moves to TSLAKE_COLD_PATH when that is
+set, and is deleted otherwise. With N days, the dates from watermark date - N up to today
+stay hot: exactly the days `backfill --days N` writes. One manifest commit per partition:
+
+1. copy each file into the cold tier (`tiers.copy_verified`: `*.tmp`, fsync, rename,
+   read-back of the SHA-256 and the Parquet row count);
+2. commit the manifest with the partition `location: cold` (the same relative paths);
+3. delete the hot files.
+
+Killed before step 2, the manifest still says hot and the hot files are intact; the cold
+copies are leftovers that the next command deletes. Killed after it, the partition is cold
+and complete; its hot files are leftovers. A reader that follows the manifest sees the
+partition in exactly one tier at every instant. Without a cold path, step 1 is skipped and
+the commit drops the partition.
+
+It runs under the lake lock after every `dbt run` (the lake models' post-hook
+`lake_retention`, so ticks, backfills, repairs and the service all keep the hot tier
+bounded) and as `tslake retention`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date as date_type
+from datetime import timedelta
+from typing import Any
+
+from runner import manifest, publish, tiers
+from runner.config import Settings
+from runner.durable import write_json_atomic
+from runner.errors import ManifestError
+from runner.failpoints import failpoint
+from runner.lock import lake_lock
+
+log = logging.getLogger("tslake.retention")
+
+
+def cutoff_date(entry: dict[str, Any], retention_days: int) -> str | None:
+    """Partitions with a date before this (YYYY-MM-DD) leave the hot tier; None before the
+    first commit of a watermark."""
+    watermark = entry.get("computed_through_ts")
+    if not watermark:
+        return None
+    return (manifest.parse_rfc3339(watermark).date() - timedelta(days=retention_days)).isoformat()
+
+
+def due_partitions(entry: dict[str, Any], retention_days: int) -> list[str]:
+    cutoff = cutoff_date(entry, retention_days)
+    if cutoff is None:
+        return []
+    return sorted(date for date, partition in entry["partitions"].items()
+                  if partition["location"] == "hot" and date < cutoff)
+
+
+def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
+    """Move (or delete) every hot partition of `dataset` older than the hot horizon."""
+    started = time.monotonic()
+    summary: dict[str, Any] = {"dataset": dataset, "action": "move" if settings.cold_path
+                               else "delete", "cutoff": None, "partitions": [], "files": 0,
+                               "rows": 0, "bytes": 0}
+    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, f"retention {dataset}"):
+        document = manifest.load(settings.manifest_path)
+        if document is None or dataset not in document["datasets"]:
+            return summary
+        entry = document["datasets"][dataset]
+        summary["cutoff"] = cutoff_date(entry, settings.hot_retention_days)
+        due = due_partitions(entry, settings.hot_retention_days)
+        if not due:
+            return summary
+        hot = publish.dataset_root(settings, dataset)
+        cold = tiers.cold_root(settings, dataset) if settings.cold_path is not None else None
+        for date in due:
+            partition = entry["partitions"][date]
+            files = list(partition["files"])
+            if cold is not None:
+                _copy_partition(hot, cold, date, files)
+                partition["location"] = "cold"
+                partition["updated_at"] = manifest.rfc3339(manifest.utc_now())
+            else:
+                del entry["partitions"][date]
+            failpoint("retention_before_manifest_replace")
+            manifest.save(settings.manifest_path, document)  # the commit point
+            failpoint("retention_after_manifest_replace")
+            _remove_hot_files(hot, files)
+            summary["partitions"].append(date)
+            summary["files"] += len(files)
+            summary["rows"] += sum(file["rows"] for file in files)
+            summary["bytes"] += sum(file["bytes"] for file in files)
+            log.info("retention: %s %s %s (%d files, %d rows)", dataset,
+                     "moved to the cold tier" if cold is not None else "deleted", date,
+                     len(files), sum(file["rows"] for file in files))
+        write_json_atomic(settings.replication_path, publish.replication_state(document))
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _copy_partition(hot: Any, cold: Any, date: str, files: list[dict[str, Any]]) -> None:
+    for number, file in enumerate(files):
+        source = hot / file["path"]
+        if not source.exists():
+            after = (date_type.fromisoformat(date) + timedelta(days=1)).isoformat()
+            raise ManifestError(f"committed file {source} is missing from the hot tier, so "
+                                f"partition {date} cannot move: run `tslake repair --start "
+                                f"{date} --end {after}` to re-export that day")
+        tiers.copy_verified(source, cold / file["path"], int(file["rows"]))
+        if number == 0:
+            failpoint("retention_after_cold_copy")
+
+
+def _remove_hot_files(hot: Any, files: list[dict[str, Any]]) -> None:
+    for number, file in enumerate(files):
+        (hot / file["path"]).unlink(missing_ok=True)
+        if number == 0:
+            failpoint("retention_during_hot_removal")
+    for shard_dir in sorted({(hot / file["path"]).parent for file in files}):
+        tiers.remove_empty_dirs(shard_dir)
+
+
+def run_retention(settings: Settings, dataset: str | None = None) -> dict[str, Any]:
+    """`tslake retention`: clean leftovers, then apply retention to each dataset."""
+    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake retention"):
+        document = manifest.load(settings.manifest_path)
+        names = sorted((document or {"datasets": {}})["datasets"])
+        if dataset is not None:
+            names = [name for name in names if name == dataset]
+        summaries = {}
+        for name in names:
+            publish.open_write(settings, name, "tslake retention")
+            summaries[name] = apply_retention(settings, name)
+    return summaries

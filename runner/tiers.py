@@ -1,0 +1,169 @@
+"""The cold tier: a second lake root, usually a NAS mount on another filesystem.
+
+`rename()` across filesystems fails (EXDEV), so a file reaches the cold tier by copy:
+`<final>.tmp` on the cold side, fsync, rename, fsync the directory, then a read-back that
+checks the SHA-256 against the hot bytes and the Parquet row count against the manifest.
+Only a verified copy may be committed; the hot original is deleted after the commit.
+
+A cold partition stays cold: new files for its date (late rows from a tick, a repair or a
+`backfill --replace-existing`) are copied into the cold tier before the commit that lists
+them (`place_cold_files`), so the manifest never mixes locations within a partition.
+The cold dataset root mirrors the hot one: `${cold}/<dataset>/date=.../shard=NN/...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from runner import manifest
+from runner.config import Settings
+from runner.durable import durable_rename, fsync_path
+from runner.errors import ColdTierError
+
+log = logging.getLogger("tslake.tiers")
+
+_CHUNK = 1 << 20
+
+
+def cold_root(settings: Settings, dataset: str) -> Path:
+    """`${cold}/<dataset>`; the cold path itself must exist (a NAS that is not mounted
+    must not silently become a directory on the local disk)."""
+    if settings.cold_path is None:
+        raise ColdTierError(f"dataset {dataset} has partitions in the cold tier but "
+                            "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
+    if not settings.cold_path.is_dir():
+        raise ColdTierError(f"TSLAKE_COLD_PATH={settings.cold_path} is not a directory: mount "
+                            "the NAS (or create the directory), then run `tslake retention`")
+    return settings.cold_path / dataset
+
+
+def copy_verified(source: Path, target: Path, rows: int) -> None:
+    """Copy `source` to `target` durably across filesystems and verify the copy."""
+    tmp = target.with_name(target.name + ".tmp")
+    digest = hashlib.sha256()
+    try:
+        _makedirs_durable(target.parent)
+        with open(source, "rb") as reader, open(tmp, "wb") as writer:
+            while chunk := reader.read(_CHUNK):
+                digest.update(chunk)
+                writer.write(chunk)
+            writer.flush()
+            os.fsync(writer.fileno())
+        durable_rename(tmp, target)
+        copied = _sha256(target)
+    except OSError as error:
+        raise ColdTierError(f"cannot copy {source.name} to {target.parent}: {error.strerror}; "
+                            "check that the cold path is mounted and writable, then run "
+                            "`tslake retention`") from error
+    if copied != digest.hexdigest():
+        raise ColdTierError(f"copy of {source.name} at {target} does not match the hot file "
+                            "(SHA-256 differs): check the NAS, then run `tslake retention`")
+    found = parquet_rows(target)
+    if found != rows:
+        raise ColdTierError(f"copy of {source.name} at {target} has {found} rows, the manifest "
+                            f"says {rows}: check the NAS, then run `tslake retention`")
+
+
+def parquet_rows(path: Path) -> int:
+    """The row count in a Parquet file's footer."""
+    with duckdb.connect() as conn:
+        row = conn.execute("select sum(num_rows) from parquet_file_metadata(?)",
+                           [str(path)]).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+@dataclass
+class ColdPlacement:
+    """What a publish into cold partitions leaves to delete once its commit is done."""
+
+    hot_copies: list[Path] = field(default_factory=list)
+    replaced: list[Path] = field(default_factory=list)
+
+    def finish(self) -> None:
+        paths = [*self.hot_copies, *self.replaced]
+        for path in paths:
+            path.unlink(missing_ok=True)
+        for shard_dir in sorted({path.parent for path in paths}):
+            remove_empty_dirs(shard_dir)
+
+
+def place_cold_files(settings: Settings, dataset: str, entry: dict[str, Any],
+                     committed: list[dict[str, Any]], replace_dates: frozenset[str],
+                     hot_root: Path) -> ColdPlacement:
+    """Copy just-published hot files whose date is a cold partition into the cold tier.
+
+    Called by the publish between the data renames and the manifest commit. The file
+    entries keep their relative paths, which now resolve in the cold root; files the
+    commit replaces in cold partitions are returned for deletion after the commit."""
+    cold_dates = {date for date, partition in entry["partitions"].items()
+                  if partition["location"] == "cold"}
+    touched = cold_dates & ({file["date"] for file in committed} | set(replace_dates))
+    if not touched:
+        return ColdPlacement()
+    root = cold_root(settings, dataset)
+    placement = ColdPlacement(replaced=[
+        root / file["path"] for date in sorted(touched & replace_dates)
+        for file in entry["partitions"][date]["files"]])
+    for file in committed:
+        if file["date"] in cold_dates:
+            copy_verified(hot_root / file["path"], root / file["path"], file["rows"])
+            placement.hot_copies.append(hot_root / file["path"])
+    log.info("placed %d file(s) of cold partition(s) %s in the cold tier",
+             len(placement.hot_copies), ", ".join(sorted(touched)))
+    return placement
+
+
+def remove_cold_leftovers(settings: Settings, document: manifest.Manifest) -> int:
+    """Delete cold `*.tmp` files and cold Parquet files the manifest does not list (left by
+    a killed retention move or publish). Without a reachable cold path there is nothing
+    to do: nothing can have been written there."""
+    if settings.cold_path is None or not settings.cold_path.is_dir():
+        return 0
+    removed = 0
+    for name, entry in document["datasets"].items():
+        root = settings.cold_path / name
+        committed = manifest.committed_paths(entry, "cold")
+        for shard_dir in root.glob("date=*/shard=*"):
+            for file in shard_dir.iterdir():
+                relative = file.relative_to(root).as_posix()
+                if file.name.endswith(".tmp") or (file.suffix == ".parquet"
+                                                  and relative not in committed):
+                    file.unlink(missing_ok=True)
+                    removed += 1
+            remove_empty_dirs(shard_dir)
+    return removed
+
+
+def remove_empty_dirs(shard_dir: Path) -> None:
+    """Remove `shard=NN` and its `date=` directory if they are empty."""
+    for candidate in (shard_dir, shard_dir.parent):
+        try:
+            os.rmdir(candidate)
+        except OSError:
+            return
+
+
+def _makedirs_durable(directory: Path) -> None:
+    """mkdir -p, fsyncing each new directory's parent so the entries survive a crash."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_path(new.parent)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
