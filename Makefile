@@ -26,8 +26,11 @@ test: install  ## the whole suite (unit + integration against a real Postgres)
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
 
+bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost -> BENCHMARKS.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: install  ## ruff and mypy
-	$(BIN)/ruff check runner tests
+	$(BIN)/ruff check runner tests bench
 	$(BIN)/mypy
 
 clean:  ## remove the venv, dbt's target/ and the demo's data root

@@ -4,7 +4,9 @@
   attaches Postgres read-only (password only in a DuckDB secret);
 - `configure_cursor`: UTC and the settings SQL reads as DuckDB variables;
 - `store`: the materialization's way to call the runner. dbt-duckdb passes the model's
-  request through `adapter.store_relation(...)`; `config["action"]` names the step.
+  request through `adapter.store_relation(...)`; `config["action"]` names the step. The
+  backfill steps hand a day's shard tasks to runner/backfill.py, which runs them on
+  connections of its own to this DuckDB database.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dbt.adapters.duckdb.utils import TargetConfig
 from duckdb import DuckDBPyConnection
 
 from runner import publish
+from runner.backfill import BackfillRun, Task
 from runner.config import Settings
 from runner.connection import SourceConninfo, configure_database, configure_session
 from runner.errors import PublishError, TslakeError
@@ -28,10 +31,13 @@ log = logging.getLogger("tslake.dbt")
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.settings = Settings.from_env()
+        self._conn: DuckDBPyConnection | None = None
+        self._backfills: dict[str, BackfillRun] = {}
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         configure_database(conn, self.settings, SourceConninfo())
         configure_session(conn, self.settings)
+        self._conn = conn
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
         configure_session(cursor, self.settings)
@@ -40,12 +46,15 @@ class Plugin(BasePlugin):
         request = dict(target_config.config)
         action = request.pop("action", None)
         steps: dict[str, Callable[..., None]] = {
-            "open": self._open, "prepare": self._prepare, "publish": self._publish}
+            "open": self._open, "prepare": self._prepare, "publish": self._publish,
+            "backfill_begin": self._backfill_begin, "backfill_day": self._backfill_day,
+            "backfill_end": self._backfill_end}
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
             steps[action](**request)
         except TslakeError as error:
+            self._abandon_backfills()
             # dbt prints the exception text; keep it the same one line the CLI prints.
             raise RuntimeError(f"tslake: {error}") from error
 
@@ -66,3 +75,32 @@ class Plugin(BasePlugin):
             files=staged, watermark=watermark, replace_dates=frozenset(replace_dates or ()),
             run_info=run_info)
         log.debug("published %s", summary)
+
+    def _backfill_begin(self, dataset: str, run_id: str, **plan: Any) -> None:
+        if self._conn is None:
+            raise PublishError("backfill_begin before DuckDB was configured: run it from the "
+                               "lake_dataset materialization")
+        self._abandon_backfills()
+        self._backfills[dataset] = BackfillRun(self.settings, self._conn, dataset=dataset,
+                                               run_id=run_id, **plan)
+
+    def _backfill_day(self, dataset: str, run_id: str, date: str, tasks: list[dict[str, Any]],
+                      in_lake: bool) -> None:
+        self._backfill(dataset, run_id).run_day(str(date), [Task.from_request(t) for t in tasks],
+                                                bool(in_lake))
+
+    def _backfill_end(self, dataset: str, run_id: str) -> None:
+        self._backfill(dataset, run_id).finish()
+        del self._backfills[dataset]
+
+    def _backfill(self, dataset: str, run_id: str) -> BackfillRun:
+        run = self._backfills.get(dataset)
+        if run is None or run.run_id != run_id:
+            raise PublishError(f"no backfill {run_id} of {dataset} is open: backfill_begin "
+                               "must come first (a materialization bug)")
+        return run
+
+    def _abandon_backfills(self) -> None:
+        for run in self._backfills.values():
+            run.close()
+        self._backfills.clear()

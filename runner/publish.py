@@ -120,8 +120,11 @@ def prepare_partitions(settings: Settings, dataset: str, partitions: list[dict[s
 def publish_segments(settings: Settings, dataset: str, *, run_id: str, generation: int,
                      kind: str, files: list[StagedFile], watermark: str | None,
                      replace_dates: frozenset[str] = frozenset(),
-                     run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Commit staged files (and the new watermark) with one manifest replace."""
+                     run_info: dict[str, Any] | None = None,
+                     backfill: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Commit staged files (and the new watermark) with one manifest replace.
+
+    `backfill`, when given, becomes the dataset's backfill progress record in the same commit."""
     if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
                            f"of {', '.join(FILE_KINDS)} and run_id like 20260122T101500Z-1a2b3c4d")
@@ -160,6 +163,8 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
                "files": len(committed), "rows": sum(file["rows"] for file in committed),
                "computed_through_ts": entry["computed_through_ts"], **(run_info or {})}
     entry["last_run"] = summary
+    if backfill is not None:
+        entry["backfill"] = backfill
     failpoint("before_manifest_replace")
     manifest.save(settings.manifest_path, document)  # the commit point
     failpoint("after_manifest_replace")
