@@ -26,11 +26,12 @@ test: install  ## the whole suite (unit + integration against a real Postgres)
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
 
-bench: install  ## benchmarks (benchmarks/*.py): 10M-row parity, retention move; minutes
-	for bench in benchmarks/bench_*.py; do $(BIN)/python $$bench || exit 1; done
+bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity -> BENCHMARKS.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.parity
 
 lint: install  ## ruff and mypy
-	$(BIN)/ruff check runner tests
+	$(BIN)/ruff check runner tests bench
 	$(BIN)/mypy
 
 clean:  ## remove the venv, dbt's target/ and the demo's data root

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from runner import __version__, logs, parity_report
+from runner import __version__, logs, parity_report, progress
 from runner.compaction import compact as compact_lake
 from runner.compaction import parse_date
 from runner.config import Settings
@@ -88,13 +88,20 @@ def tick(dataset: str | None) -> None:
 def backfill(days: int, replace_existing: bool, dataset: str | None) -> None:
     """Backfill the last N days, one committed UTC day at a time.
 
-    Rows are capped at inserted_at <= the watermark, so ticks continue where it ends.
+    Rows are capped at inserted_at <= the watermark, so ticks continue where it ends. A
+    killed backfill, run again with the same options, resumes after its committed days.
+    Shows progress on stderr (a live line on a terminal); prints a JSON summary.
     """
     settings = _settings()
-    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake backfill"):
+    display = progress.ProgressDisplay()
+    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake backfill"), \
+            display, progress.listening(display):
         run_dbt(settings, ["run"], dataset=dataset,
                 variables={"backfill_days": days, "replace_existing": replace_existing})
-    _print_json(_last_runs(settings, dataset))
+    document = load_manifest(settings.manifest_path) or {"datasets": {}}
+    _print_json({name: {**{k: v for k, v in end.items() if k not in ("event", "dataset")},
+                        "status": document["datasets"][name]["backfill"]["status"]}
+                 for name, end in display.ends.items()})
 
 
 @cli.command()

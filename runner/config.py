@@ -59,6 +59,7 @@ class Settings:
     lock_timeout_seconds: float
     memory_limit: str
     threads: int
+    backfill_workers: int
 
     @property
     def state_dir(self) -> Path:
@@ -115,4 +116,8 @@ class Settings:
             memory_limit=memory_limit,
             threads=int(_number(env, ("TSLAKE_THREADS",), min(4, os.cpu_count() or 1),
                                 minimum=1, whole=True)),
+            # Concurrent shard reads of a backfill: one more than the cores, so a core is
+            # never idle while a read waits for Postgres.
+            backfill_workers=int(_number(env, ("TSLAKE_BACKFILL_WORKERS",),
+                                         (os.cpu_count() or 1) + 1, minimum=1, whole=True)),
         )

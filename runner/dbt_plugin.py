@@ -7,6 +7,9 @@
   request through `adapter.store_relation(...)`; `config["action"]` names the step.
   `retention` (the lake models' post-hook) is best effort: a failure is a warning, since
   the tick before it has committed; `tslake retention` reports it as an error.
+  The
+  backfill steps hand a day's shard tasks to runner/backfill.py, which runs them on
+  connections of its own to this DuckDB database.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dbt.adapters.duckdb.utils import TargetConfig
 from duckdb import DuckDBPyConnection
 
 from runner import publish, retention
+from runner.backfill import BackfillRun, Task
 from runner.config import Settings
 from runner.connection import SourceConninfo, configure_database, configure_session
 from runner.errors import PublishError, TslakeError
@@ -34,6 +38,8 @@ last_error: TslakeError | None = None
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.settings = Settings.from_env()
+        self._conn: DuckDBPyConnection | None = None
+        self._backfills: dict[str, BackfillRun] = {}
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
@@ -42,6 +48,7 @@ class Plugin(BasePlugin):
             _remember(error)
             raise
         configure_session(conn, self.settings)
+        self._conn = conn
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
         configure_session(cursor, self.settings)
@@ -51,13 +58,15 @@ class Plugin(BasePlugin):
         action = request.pop("action", None)
         steps: dict[str, Callable[..., None]] = {
             "open": self._open, "prepare": self._prepare, "publish": self._publish,
-            "retention": self._retention}
+            "retention": self._retention, "backfill_begin": self._backfill_begin,
+            "backfill_day": self._backfill_day, "backfill_end": self._backfill_end}
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
             steps[action](**request)
         except TslakeError as error:
             _remember(error)
+            self._abandon_backfills()
             # dbt prints the exception text; keep it the same one line the CLI prints.
             raise RuntimeError(f"tslake: {error}") from error
 
@@ -79,6 +88,35 @@ class Plugin(BasePlugin):
             files=staged, watermark=watermark, replace_dates=frozenset(replace_dates or ()),
             replace_paths=frozenset(replace_files or ()), run_info=run_info)
         log.debug("published %s", summary)
+
+    def _backfill_begin(self, dataset: str, run_id: str, **plan: Any) -> None:
+        if self._conn is None:
+            raise PublishError("backfill_begin before DuckDB was configured: run it from the "
+                               "lake_dataset materialization")
+        self._abandon_backfills()
+        self._backfills[dataset] = BackfillRun(self.settings, self._conn, dataset=dataset,
+                                               run_id=run_id, **plan)
+
+    def _backfill_day(self, dataset: str, run_id: str, date: str, tasks: list[dict[str, Any]],
+                      in_lake: bool) -> None:
+        self._backfill(dataset, run_id).run_day(str(date), [Task.from_request(t) for t in tasks],
+                                                bool(in_lake))
+
+    def _backfill_end(self, dataset: str, run_id: str) -> None:
+        self._backfill(dataset, run_id).finish()
+        del self._backfills[dataset]
+
+    def _backfill(self, dataset: str, run_id: str) -> BackfillRun:
+        run = self._backfills.get(dataset)
+        if run is None or run.run_id != run_id:
+            raise PublishError(f"no backfill {run_id} of {dataset} is open: backfill_begin "
+                               "must come first (a materialization bug)")
+        return run
+
+    def _abandon_backfills(self) -> None:
+        for run in self._backfills.values():
+            run.close()
+        self._backfills.clear()
 
     def _retention(self, dataset: str) -> None:
         try:

@@ -1,7 +1,8 @@
 """Named crash points for the crash-safety tests.
 
-`TSLAKE_FAILPOINT=name` makes the process SIGKILL itself when it reaches `failpoint(name)`:
-a real kill at an exact step, which no timing-based kill can hit reliably. Unset, it costs
+`TSLAKE_FAILPOINT=name` makes the process SIGKILL itself when it reaches `failpoint(name)`;
+`TSLAKE_FAILPOINT=name#N` the N-th time it gets there (a backfill commits once per day).
+A real kill at an exact step, which no timing-based kill can hit reliably. Unset, it costs
 one dictionary lookup.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 # The steps a publish passes through, in order; tests iterate over these.
 PUBLISH_FAILPOINTS = ("after_data_rename", "before_manifest_replace", "after_manifest_replace")
@@ -17,12 +19,22 @@ PUBLISH_FAILPOINTS = ("after_data_rename", "before_manifest_replace", "after_man
 COMPACT_FAILPOINTS = ("compact_before_data_rename", "compact_after_data_rename",
                       "compact_before_manifest_replace", "compact_after_manifest_replace",
                       "compact_after_first_delete")
-
-
-def failpoint(name: str) -> None:
-    if os.environ.get("TSLAKE_FAILPOINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
 # The steps of a retention move of one partition, in order (runner/retention.py).
 RETENTION_FAILPOINTS = ("retention_after_cold_copy", "retention_before_manifest_replace",
                         "retention_after_manifest_replace", "retention_during_hot_removal")
+
+_hits: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def failpoint(name: str) -> None:
+    wanted = os.environ.get("TSLAKE_FAILPOINT")
+    if not wanted:
+        return
+    target, _, nth = wanted.partition("#")
+    if target != name:
+        return
+    with _lock:
+        _hits[name] = _hits.get(name, 0) + 1
+        if _hits[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

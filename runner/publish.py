@@ -131,10 +131,12 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
                      kind: str, files: list[StagedFile], watermark: str | None,
                      replace_dates: frozenset[str] = frozenset(),
                      replace_paths: frozenset[str] = frozenset(),
-                     run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+                     run_info: dict[str, Any] | None = None,
+                     backfill: dict[str, Any] | None = None) -> dict[str, Any]:
     """Commit staged files (and the new watermark) with one manifest replace; the files of
     `replace_dates` and the files `replace_paths` (relative paths: a compaction's inputs)
-    leave the manifest in the same commit and are deleted after it."""
+    leave the manifest in the same commit and are deleted after it. `backfill`, when given,
+    becomes the dataset's backfill progress record in the same commit."""
     step = "compact_" if kind == "compact" else ""  # compaction has failpoints of its own
     if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
@@ -187,6 +189,8 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
             "rows_out": summary["rows"]})
     else:  # `last_run` stays the last tick or backfill: what an operator checks first
         entry["last_run"] = summary
+    if backfill is not None:
+        entry["backfill"] = backfill
     due = manifest.take_due_deletes(entry, now, settings.delete_grace_seconds)
     if settings.delete_grace_seconds > 0:
         manifest.schedule_deletes(entry, replaced, now)

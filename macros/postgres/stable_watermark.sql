@@ -3,8 +3,8 @@
     now() - lag, kept strictly below the start of the oldest open transaction in this
     database. A row's inserted_at is its transaction's start, but the row is visible only
     at commit, so a bound at or past an open transaction's start would skip its rows for
-    good. Returns a dict: stable_hi (RFC 3339), oldest_xact_start, oldest_xact_pid,
-    prepared_xacts, sees_all_sessions, role_name.
+    good. Returns a dict: stable_hi (RFC 3339), postgres_now (Postgres's clock, RFC 3339),
+    oldest_xact_start, oldest_xact_pid, prepared_xacts, sees_all_sessions, role_name.
 -#}
 {% macro stable_watermark() %}
     {%- set observe -%}
@@ -24,6 +24,7 @@
                 statement_timestamp() - make_interval(secs => {}),
                 (select xact_start from oldest) - interval '1 microsecond'
             ) as stable_hi,
+            statement_timestamp() as postgres_now,
             (select xact_start from oldest) as oldest_xact_start,
             (select pid from oldest) as oldest_xact_pid,
             (select count(*) from pg_prepared_xacts where database = current_database()) as prepared_xacts,
@@ -33,6 +34,7 @@
     {%- set query -%}
         select
             {{ lake_rfc3339('stable_hi') }} as stable_hi,
+            {{ lake_rfc3339('postgres_now') }} as postgres_now,
             {{ lake_rfc3339('oldest_xact_start') }} as oldest_xact_start,
             oldest_xact_pid,
             prepared_xacts,

@@ -1,5 +1,6 @@
 -- The metrics/v1 lake dataset: one window of rows, newest version per key, placed in
 -- its UTC date and sensor shard. The lake_dataset materialization writes and publishes it.
+-- (newest_source_versions skips the dedupe when the source's own unique key makes it moot.)
 with window_rows as (
 
     select * from {{ ref('stg_postgres__metrics') }}
@@ -8,7 +9,7 @@ with window_rows as (
 
 newest as (
 
-    {{ newest_versions('window_rows') }}
+    {{ newest_source_versions('window_rows') }}
 
 ),
 

@@ -1,0 +1,1 @@
+"""`make bench`: throughput, memory and tick cost of tslake against a throwaway Postgres."""

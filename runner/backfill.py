@@ -1,0 +1,254 @@
+"""The backfill executor: shard tasks run concurrently, days are committed in order.
+
+The `lake_backfill` macro plans the days and renders, for each day, one task per shard:
+`set variable` statements that select the window, then one streaming
+`COPY (... postgres_query ... ORDER BY sensor_id, ts) TO '<path>.tmp'`. Each task runs on
+a DuckDB connection of its own (window variables are per connection), so while one task
+waits for Postgres another sorts and writes, and Postgres and DuckDB work at once.
+
+Days form a pipeline: `run_day` queues a day's tasks and returns while at most
+IN_FLIGHT_DAYS are unfinished, so the workers move on to the next day while a day's last
+shard runs and while a single committer thread fsyncs and commits finished days, in
+order. Each day is committed on its own, together with the backfill's progress record in
+the manifest (`datasets.<name>.backfill`, see docs/ARCHITECTURE.md): a killed backfill, run
+again with the same days and replace_existing, skips the days the record lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from runner import manifest, progress, publish
+from runner.config import Settings
+from runner.connection import SourceConninfo, configure_session
+from runner.durable import fsync_path
+from runner.errors import ManifestError, PublishError, SourceError, TslakeError
+
+log = logging.getLogger("tslake.backfill")
+
+IN_FLIGHT_DAYS = 2  # days queued or being written at once: bounds memory and temp files
+
+
+@dataclass(frozen=True)
+class Task:
+    """One shard of one day: statements to run in order; the last returns the row count."""
+
+    shard: int
+    path: str
+    series: int
+    statements: tuple[str, ...]
+
+    @classmethod
+    def from_request(cls, raw: dict[str, Any]) -> Task:
+        return cls(shard=int(raw["shard"]), path=str(raw["path"]), series=int(raw["series"]),
+                   statements=tuple(str(s) for s in raw["statements"]))
+
+
+@dataclass
+class _Day:
+    date: str
+    tasks: list[Task]
+    in_lake: bool
+    started: float
+    futures: list[Future[int]] = field(default_factory=list)
+    committed: Future[None] | None = None
+
+
+class BackfillRun:
+    """One `lake_backfill` invocation for one dataset, between backfill_begin and _end."""
+
+    def __init__(self, settings: Settings, conn: duckdb.DuckDBPyConnection, *, dataset: str,
+                 run_id: str, generation: int, cap: str, days: int, replace_existing: bool,
+                 resume: bool, first_date: str, last_date: str, todo: list[str],
+                 skipped: list[str], done: list[str]) -> None:
+        self.settings, self.dataset, self.run_id = settings, dataset, run_id
+        self.generation, self.cap, self.replace = int(generation), cap, bool(replace_existing)
+        self._conn = conn
+        self._idle: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._workers = ThreadPoolExecutor(settings.backfill_workers, "tslake-backfill")
+        self._committer = ThreadPoolExecutor(1, "tslake-commit")
+        self._days: deque[_Day] = deque()
+        self._events: queue.Queue[progress.Event] = queue.Queue()
+        self._failure: TslakeError | None = None
+        # The workers are the parallelism: one DuckDB thread per statement measured faster
+        # than letting each small sort/write fan out (BENCHMARKS.md).
+        threads = conn.execute("select current_setting('threads')").fetchone()
+        self._threads = int(threads[0]) if threads else settings.threads
+        conn.execute("set threads = 1")
+        self.record = self._start_record(days, resume, first_date, last_date)
+        self.tracker = progress.BackfillTracker(
+            dataset=dataset, run_id=run_id, days_total=len(todo) + len(skipped) + len(done),
+            todo=len(todo), skipped=len(skipped), done_before=len(done), resumed=resume)
+        progress.emit(self.tracker.begin_event(cap=cap, replace_existing=self.replace,
+                                               first_date=first_date, last_date=last_date))
+
+    def _start_record(self, days: int, resume: bool, first_date: str,
+                      last_date: str) -> dict[str, Any]:
+        document = manifest.load(self.settings.manifest_path)
+        if document is None or document["generation"] != self.generation:
+            raise ManifestError(f"{self.settings.manifest_path} changed while backfill "
+                                f"{self.run_id} was planning: run the command again")
+        previous = document["datasets"][self.dataset].get("backfill")
+        now = manifest.rfc3339(manifest.utc_now())
+        if resume and previous:
+            log.info("%s: resuming the unfinished backfill started %s (%d days committed)",
+                     self.dataset, previous["started_at"], len(previous["committed_dates"]))
+            return {**previous, "cap": self.cap, "updated_at": now,
+                    "run_ids": [*previous["run_ids"], self.run_id]}
+        return {"status": "running", "days": int(days), "replace_existing": self.replace,
+                "first_date": first_date, "last_date": last_date, "cap": self.cap,
+                "run_ids": [self.run_id], "started_at": now, "updated_at": now,
+                "finished_at": None, "committed_dates": [], "rows": 0, "files": 0}
+
+    def run_day(self, date: str, tasks: list[Task], in_lake: bool) -> None:
+        """Queue a day: its shards are written concurrently, then it is committed (in order).
+        Returns once at most IN_FLIGHT_DAYS days are unfinished; raises a failed day's error."""
+        self._check()
+        if tasks:
+            publish.prepare_partitions(self.settings, self.dataset,
+                                       [{"date": date, "shard": task.shard} for task in tasks])
+            self._open_cursors(min(self.settings.backfill_workers, len(tasks)))
+        # Biggest shards first, so a day does not end on a long task.
+        day = _Day(date, sorted(tasks, key=lambda task: -task.series), in_lake, time.monotonic())
+        day.futures = [self._workers.submit(self._run_task, task) for task in day.tasks]
+        day.committed = self._committer.submit(self._commit, day)
+        self._days.append(day)
+        while len(self._days) > IN_FLIGHT_DAYS:
+            self._settle(self._days.popleft())
+        self._emit_events()
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for every day, then mark the backfill complete (and, on an empty lake,
+        commit its first watermark)."""
+        while self._days:
+            self._settle(self._days.popleft())
+        now = manifest.rfc3339(manifest.utc_now())
+        self.record = {**self.record, "status": "complete", "updated_at": now, "finished_at": now}
+        summary = self.tracker.summary()
+        self._publish([], run_info={"mode": "backfill", "status": "complete", **summary})
+        self.close()
+        self._emit_events()
+        progress.emit(self.tracker.end_event(computed_through_ts=self.cap))
+        return summary
+
+    def close(self) -> None:
+        """Stop: cancel queued tasks, interrupt running ones, release the connections."""
+        for day in self._days:
+            for future in day.futures:
+                future.cancel()
+        for cursor in self._cursors:
+            cursor.interrupt()
+        self._workers.shutdown(wait=True, cancel_futures=True)
+        self._committer.shutdown(wait=True, cancel_futures=True)
+        for cursor in self._cursors:
+            cursor.close()
+        self._cursors.clear()
+        self._conn.execute(f"set threads = {self._threads}")
+
+    # -- worker threads -------------------------------------------------------------------
+
+    def _run_task(self, task: Task) -> int:
+        cursor = self._idle.get()
+        try:
+            for statement in task.statements[:-1]:
+                cursor.execute(statement)
+            row = cursor.execute(task.statements[-1]).fetchone()
+        finally:
+            self._idle.put(cursor)
+        rows = int(row[0]) if row else 0
+        if rows:
+            fsync_path(Path(task.path))  # here, not in the committer: overlaps with other tasks
+        return rows
+
+    # -- the committer thread -------------------------------------------------------------
+
+    def _commit(self, day: _Day) -> None:
+        """Wait for a day's tasks, then commit its files and the progress record at once."""
+        wait(day.futures)
+        if self._failure is not None:
+            return
+        try:
+            self._commit_day(day)
+        except TslakeError as error:
+            self._failure = error
+        except Exception as error:  # an OSError deleting an empty file, say
+            self._failure = PublishError(f"committing {self.dataset} day {day.date} failed: "
+                                         f"{error}; that day was not committed: fix the cause "
+                                         "and run the backfill again")
+
+    def _commit_day(self, day: _Day) -> None:
+        staged = []
+        for task, future in zip(day.tasks, day.futures, strict=True):
+            error = future.exception()
+            if error is not None:
+                raise _task_error(self.dataset, day.date, task, error) from error
+            rows = future.result()
+            if rows == 0:  # series whose only rows are past the cap: no empty files
+                Path(task.path).unlink(missing_ok=True)
+                continue
+            staged.append(publish.StagedFile(date=day.date, shard=task.shard, rows=rows,
+                                             path=task.path))
+        rows = sum(file.rows for file in staged)
+        if staged or (self.replace and day.in_lake):
+            self.record = {**self.record,
+                           "committed_dates": sorted({*self.record["committed_dates"], day.date}),
+                           "rows": self.record["rows"] + rows,
+                           "files": self.record["files"] + len(staged),
+                           "updated_at": manifest.rfc3339(manifest.utc_now())}
+            self._publish(staged, run_info={"mode": "backfill", "date": day.date,
+                                            "days": self.record["days"]},
+                          replace_dates=frozenset({day.date}) if self.replace else frozenset())
+        self._events.put(self.tracker.day_event(date=day.date, rows=rows, files=len(staged),
+                                                seconds=time.monotonic() - day.started))
+
+    def _publish(self, files: list[publish.StagedFile], *, run_info: dict[str, Any],
+                 replace_dates: frozenset[str] = frozenset()) -> None:
+        publish.publish_segments(self.settings, self.dataset, run_id=self.run_id,
+                                 generation=self.generation, kind="backfill", files=files,
+                                 watermark=self.cap, replace_dates=replace_dates,
+                                 run_info=run_info, backfill=self.record)
+        self.generation += 1  # every publish commits exactly one manifest replace
+
+    # -- the dbt thread -------------------------------------------------------------------
+
+    def _settle(self, day: _Day) -> None:
+        assert day.committed is not None
+        day.committed.result()
+        self._check()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            failure = self._failure
+            self.close()
+            raise failure
+
+    def _emit_events(self) -> None:
+        while not self._events.empty():
+            progress.emit(self._events.get())
+
+    def _open_cursors(self, wanted: int) -> None:
+        while len(self._cursors) < wanted:
+            cursor = self._conn.cursor()
+            configure_session(cursor, self.settings)
+            self._cursors.append(cursor)
+            self._idle.put(cursor)
+
+
+def _task_error(dataset: str, date: str, task: Task, error: BaseException) -> TslakeError:
+    text = " ".join(SourceConninfo().redact(str(error)).split())
+    where = f"backfill of {dataset} day {date} shard {task.shard:02d} failed"
+    after = "; that day was not committed: fix the cause and run the backfill again " \
+            "(it resumes after the days already committed)"
+    if isinstance(error, duckdb.IOException | OSError):
+        return PublishError(f"{where} writing {task.path}: {text}{after}")
+    return SourceError(f"{where}: {text}{after}")
