@@ -163,6 +163,10 @@ def test_compact_checks_its_arguments_before_any_sql(lake: Lake, source_db: Sour
     assert result.returncode != 0 and "min_files must be a whole number >= 1" in result.stdout
     report = json.loads(lake.run("tslake", "compact", "--date", "2001-01-01").stdout)
     assert report["metrics/v1"]["shard_days"] == 0
+    # Errors inside `dbt run-operation` keep their type (and exit code) through the CLI.
+    result = lake.run("tslake", "compact", check=False,
+                      TSLAKE_PG_DSN="host=127.0.0.1 port=1 dbname=x user=nobody")
+    assert result.returncode == 69 and "cannot connect to Postgres" in result.stderr
 
 
 def test_tick_and_compaction_at_once_keep_both_commits(lake: Lake, source_db: SourceDb):

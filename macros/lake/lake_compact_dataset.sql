@@ -12,12 +12,12 @@
     {%- endif -%}
     {%- set shard_days = compaction_candidates(dataset, min_files, date) -%}
     {%- set ns = namespace(generation=lake_state(dataset)['generation']) -%}
+    {%- set hot_path = run_query("select getvariable('tslake_hot_path')").rows[0][0] -%}
     {%- for shard_day in shard_days -%}
         {%- set where = dataset ~ ": date=" ~ shard_day.date ~ " shard=" ~ '%02d' | format(shard_day.shard) -%}
         {{ log("tslake: " ~ where ~ ": compacting " ~ shard_day.paths | length ~ " files, " ~ shard_day.rows ~ " rows (" ~ loop.index ~ "/" ~ shard_days | length ~ ")", info=True) }}
         {%- set started = modules.datetime.datetime.now() -%}
         {%- set rows = write_compacted_shard_day(dataset, shard_day.date, shard_day.shard, shard_day.paths, run_id) -%}
-        {%- set hot_path = run_query("select getvariable('tslake_hot_path')").rows[0][0] -%}
         {%- set file = {'date': shard_day.date, 'shard': shard_day.shard, 'rows': rows,
                         'path': segment_path(hot_path, dataset, shard_day.date, shard_day.shard, 'compact', run_id)} -%}
         {%- do lake_call('publish', dataset=dataset, run_id=run_id, generation=ns.generation,
