@@ -29,7 +29,7 @@ from datetime import date as date_type
 from datetime import timedelta
 from typing import Any
 
-from runner import manifest, publish, tiers
+from runner import manifest, publish, tiers, views
 from runner.config import Settings
 from runner.durable import write_json_atomic
 from runner.errors import ManifestError
@@ -82,10 +82,16 @@ def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
                 partition["updated_at"] = manifest.rfc3339(manifest.utc_now())
             else:
                 del entry["partitions"][date]
+            grace = settings.delete_grace_seconds > 0
+            if grace:  # readers of the previous commit keep their files for the grace
+                manifest.schedule_deletes(entry, [file["path"] for file in files],
+                                          manifest.utc_now())
             failpoint("retention_before_manifest_replace")
             manifest.save(settings.manifest_path, document)  # the commit point
             failpoint("retention_after_manifest_replace")
-            _remove_hot_files(hot, files)
+            views.refresh(settings, document)
+            if not grace:
+                _remove_hot_files(hot, files)
             summary["partitions"].append(date)
             summary["files"] += len(files)
             summary["rows"] += sum(file["rows"] for file in files)

@@ -4,6 +4,7 @@ and `tslake query` with pruning and exact buckets."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import duckdb
@@ -137,3 +138,56 @@ def test_query_with_a_quoted_sensor_id_is_bound_not_pasted(lake: Lake, source_db
     rows = query_json(lake, "--sensor", "o'brien \"probe\"", "--start", "2000-01-01",
                       "--end", "2100-01-01")
     assert [row["sensor_id"] for row in rows] == ["o'brien \"probe\""]
+
+
+def test_views_stay_exact_while_compaction_and_retention_run_beside_a_reader(
+        lake: Lake, source_db: SourceDb, tmp_path: Path):
+    """A reader attaching `_state/lake.duckdb` again and again while the lake is compacted
+    and old partitions move to the cold tier: every read returns exactly the same rows.
+    Replaced files stay for a grace period, so a reader's file list outlives the commit."""
+    cold = tmp_path / "cold"
+    cold.mkdir()
+    source_db.execute("""insert into metrics (sensor_id, ts, value)
+                         select 'r-' || (i % 5), now() - make_interval(hours => i), i
+                         from generate_series(1, 24 * 12) as i""")  # 12 days
+    env = {"TSLAKE_COLD_PATH": str(cold), "TSLAKE_DELETE_GRACE_SECONDS": "60",
+           "TSLAKE_HOT_RETENTION_DAYS": "30", "TSLAKE_COMPACT_MIN_FILES": "1000"}
+    lake.run("tslake", "backfill", "--days", "14", **env)
+    for round_number in range(4):  # more files per shard-day, then compaction merges them
+        source_db.execute("update metrics set value = value + 1, inserted_at = now() "
+                          "where sensor_id = %s", (f"r-{round_number}",))
+        lake.run("tslake", "tick", **env)
+    watermark = parse_rfc3339(lake.dataset()["computed_through_ts"])
+    expected = source_rows(source_db, "inserted_at <= %s", (watermark,))
+    views_file = lake.settings.state_dir / "lake.duckdb"
+
+    results: list[object] = []
+    stop = threading.Event()
+
+    def read_repeatedly() -> None:
+        while not stop.is_set():
+            reader = duckdb.connect()
+            try:
+                reader.execute("set TimeZone = 'UTC'")
+                reader.execute(f"attach '{views_file}' as lake (read_only)")
+                results.append(canonical(
+                    reader.execute(f"select {COLUMNS} from lake.metrics").fetchall()))
+            except duckdb.Error as error:  # a failed read is a failure, never a retry
+                results.append(error)
+            finally:
+                reader.close()
+
+    thread = threading.Thread(target=read_repeatedly)
+    thread.start()
+    try:
+        lake.run("tslake", "compact", **env)
+        lake.run("tslake", "retention", **{**env, "TSLAKE_HOT_RETENTION_DAYS": "3"})
+    finally:
+        stop.set()
+        thread.join()
+    assert len(results) >= 5
+    assert all(result == expected for result in results), \
+        next(r for r in results if r != expected)
+    partitions = lake.dataset()["partitions"].values()
+    assert {p["location"] for p in partitions} == {"hot", "cold"}
+    assert lake.dataset()["last_compaction"]["shard_days"] > 0
