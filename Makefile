@@ -26,9 +26,10 @@ test: install  ## the whole suite (unit + integration against a real Postgres)
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
 
-bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity -> BENCHMARKS.md
+bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity, readers -> BENCHMARKS.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parity
+	$(BIN)/python -m bench.readers
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check runner tests bench
