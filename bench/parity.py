@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=35)
     parser.add_argument("--cadence", type=int, default=60, help="seconds between readings")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: tmp)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the database, the lake and the server for manual runs")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="tslake-bench-"))
     if os.environ.get("TSLAKE_PG_DSN"):
@@ -92,10 +94,11 @@ def main() -> None:
             {**env, "TSLAKE_COLD_PATH": str(cold)}, "tslake", "parity", "--all",
             "--fail-on-mismatch")
     finally:
-        with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
-            conn.execute(f"drop database if exists {DATABASE} with (force)")
-        if own_server:
-            devdb.stop(work / "pgdata")
+        if not args.keep:
+            with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
+                conn.execute(f"drop database if exists {DATABASE} with (force)")
+            if own_server:
+                devdb.stop(work / "pgdata")
     print(json.dumps(results, indent=2))
 
 

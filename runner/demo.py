@@ -96,8 +96,13 @@ def main() -> None:
         str(last - timedelta(days=7)), "--end", str(last + timedelta(days=1)), "--bucket", "1d",
         "--agg", "avg", env=env)
 
-    step("Parity: Postgres vs lake, row counts per day up to the watermark")
-    check_counts(settings, dataset["computed_through_ts"], dates[0])
+    step("Parity: Postgres vs lake, exact, over the whole lake (tslake parity --all)")
+    report = settings.data_root / "parity.md"
+    parity = json.loads(run("tslake", "parity", "--all", "--fail-on-mismatch", "--report",
+                            str(report), env=env, show_output=False))
+    print(f"{parity['verdict']}: {parity['totals']['source_rows']:,} Postgres rows, "
+          f"{parity['totals']['lake_rows']:,} lake rows in {parity['totals']['groups']} "
+          f"day/shard groups ({parity['seconds']} s); report: {report}")
 
     step("Point the same commands at a real Postgres")
     print("export PGHOST=db.example PGPORT=5432 PGDATABASE=farm PGUSER=tslake"
@@ -105,37 +110,6 @@ def main() -> None:
           "# or: export TSLAKE_PG_DSN='host=db.example dbname=farm user=tslake'\n"
           "dbt run    # or: .venv/bin/tslake tick\n"
           f"Stop the demo database with: {BIN}/python -m runner.devdb stop --dir {pgdata}")
-
-
-def check_counts(settings: Settings, watermark: str, first_date: str) -> None:
-    from runner.connection import connect
-
-    conn = connect(settings, attach=True)
-    files = [str(settings.hot_path / "metrics/v1" / path)
-             for path in _committed(settings)]
-    lake = dict(conn.execute(
-        "select (ts at time zone 'UTC')::date::varchar, count(*) from (select * from "
-        "read_parquet(?) qualify row_number() over (partition by sensor_id, ts "
-        "order by inserted_at desc) = 1) group by 1", [files]).fetchall())
-    source = dict(conn.execute(
-        "select day::varchar, n from postgres_query('pg', format("
-        "'select (ts at time zone ''UTC'')::date as day, count(*) as n from metrics "
-        "where inserted_at <= ''{}''::timestamptz and ts >= ''{}''::date group by 1', ?, ?))",
-        [watermark, first_date]).fetchall())
-    differing = {day for day in set(lake) | set(source) if lake.get(day) != source.get(day)}
-    print(f"{len(source)} days compared, {sum(source.values()):,} Postgres rows, "
-          f"{sum(lake.values()):,} lake rows: "
-          + ("exact match" if not differing else f"MISMATCH on {sorted(differing)}"))
-    if differing:
-        raise SystemExit(1)
-
-
-def _committed(settings: Settings) -> list[str]:
-    from runner import manifest
-
-    document = manifest.load(settings.manifest_path)
-    assert document is not None
-    return sorted(manifest.committed_paths(document["datasets"]["metrics/v1"]))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ and complete; its hot files are leftovers. A reader that follows the manifest se
 partition in exactly one tier at every instant. Without a cold path, step 1 is skipped and
 the commit drops the partition.
 
+Before copying, the date is recorded in `_state/cold-writes.json` (runner/tiers.py), so the
+next command finds a killed move's cold leftovers without listing the whole NAS.
+
 It runs under the lake lock after every `dbt run` (the lake models' post-hook
 `lake_retention`, so ticks, backfills, repairs and the service all keep the hot tier
 bounded) and as `tslake retention`.
@@ -27,6 +30,7 @@ import logging
 import time
 from datetime import date as date_type
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from runner import manifest, publish, tiers, views
@@ -77,6 +81,7 @@ def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
             partition = entry["partitions"][date]
             files = list(partition["files"])
             if cold is not None:
+                tiers.record_cold_writes(settings, dataset, {date})
                 _copy_partition(hot, cold, date, files)
                 partition["location"] = "cold"
                 partition["updated_at"] = manifest.rfc3339(manifest.utc_now())
@@ -100,11 +105,12 @@ def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
                      "moved to the cold tier" if cold is not None else "deleted", date,
                      len(files), sum(file["rows"] for file in files))
         write_json_atomic(settings.replication_path, publish.replication_state(document))
+        tiers.clear_cold_writes(settings)
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-def _copy_partition(hot: Any, cold: Any, date: str, files: list[dict[str, Any]]) -> None:
+def _copy_partition(hot: Path, cold: Path, date: str, files: list[dict[str, Any]]) -> None:
     for number, file in enumerate(files):
         source = hot / file["path"]
         if not source.exists():
@@ -117,7 +123,7 @@ def _copy_partition(hot: Any, cold: Any, date: str, files: list[dict[str, Any]])
             failpoint("retention_after_cold_copy")
 
 
-def _remove_hot_files(hot: Any, files: list[dict[str, Any]]) -> None:
+def _remove_hot_files(hot: Path, files: list[dict[str, Any]]) -> None:
     for number, file in enumerate(files):
         (hot / file["path"]).unlink(missing_ok=True)
         if number == 0:
@@ -136,5 +142,8 @@ def run_retention(settings: Settings, dataset: str | None = None) -> dict[str, A
         summaries = {}
         for name in names:
             publish.open_write(settings, name, "tslake retention")
+        if document is not None:  # the explicit command also looks through the whole cold tier
+            tiers.remove_cold_leftovers(settings, document, everything=True)
+        for name in names:
             summaries[name] = apply_retention(settings, name)
     return summaries

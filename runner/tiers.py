@@ -9,11 +9,18 @@ A cold partition stays cold: new files for its date (late rows from a tick, a re
 `backfill --replace-existing`) are copied into the cold tier before the commit that lists
 them (`place_cold_files`), so the manifest never mixes locations within a partition.
 The cold dataset root mirrors the hot one: `${cold}/<dataset>/date=.../shard=NN/...`.
+
+Listing a NAS is slow, so leftovers are not found by scanning it on every command: before
+anything is written to the cold tier, the dates about to be written are recorded in
+`_state/cold-writes.json` (hot side); the record is removed once the write is committed
+and tidied. The next writing command scans only the dates a killed run left recorded
+(`tslake retention` scans the whole cold tier).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,7 +31,7 @@ import duckdb
 
 from runner import manifest
 from runner.config import Settings
-from runner.durable import durable_rename, fsync_path
+from runner.durable import durable_rename, fsync_path, write_json_atomic
 from runner.errors import ColdTierError
 
 log = logging.getLogger("tslake.tiers")
@@ -81,8 +88,9 @@ def parquet_rows(path: Path) -> int:
 
 @dataclass
 class ColdPlacement:
-    """What a publish into cold partitions leaves to delete once its commit is done."""
+    """What a publish into cold partitions leaves to do once its commit is done."""
 
+    settings: Settings | None = None
     hot_copies: list[Path] = field(default_factory=list)
     replaced: list[Path] = field(default_factory=list)
 
@@ -92,6 +100,8 @@ class ColdPlacement:
             path.unlink(missing_ok=True)
         for shard_dir in sorted({path.parent for path in paths}):
             remove_empty_dirs(shard_dir)
+        if self.settings is not None:
+            clear_cold_writes(self.settings)
 
 
 def place_cold_files(settings: Settings, dataset: str, entry: dict[str, Any],
@@ -108,7 +118,8 @@ def place_cold_files(settings: Settings, dataset: str, entry: dict[str, Any],
     if not touched:
         return ColdPlacement()
     root = cold_root(settings, dataset)
-    placement = ColdPlacement(replaced=[
+    record_cold_writes(settings, dataset, touched)
+    placement = ColdPlacement(settings=settings, replaced=[
         root / file["path"] for date in sorted(touched & replace_dates)
         for file in entry["partitions"][date]["files"]])
     for file in committed:
@@ -120,25 +131,64 @@ def place_cold_files(settings: Settings, dataset: str, entry: dict[str, Any],
     return placement
 
 
-def remove_cold_leftovers(settings: Settings, document: manifest.Manifest) -> int:
-    """Delete cold `*.tmp` files and cold Parquet files the manifest does not list (left by
-    a killed retention move or publish). Without a reachable cold path there is nothing
-    to do: nothing can have been written there."""
-    if settings.cold_path is None or not settings.cold_path.is_dir():
+def record_cold_writes(settings: Settings, dataset: str, dates: set[str]) -> None:
+    """Durably note that files of these dates are about to be written to the cold tier."""
+    pending = _cold_writes(settings) or {}
+    known = set(pending.get(dataset, []))
+    if not dates <= known:
+        pending[dataset] = sorted(known | dates)
+        write_json_atomic(_cold_writes_path(settings), pending)
+
+
+def clear_cold_writes(settings: Settings) -> None:
+    """The recorded cold writes are committed and tidied: forget them."""
+    _cold_writes_path(settings).unlink(missing_ok=True)
+
+
+def remove_cold_leftovers(settings: Settings, document: manifest.Manifest, *,
+                          everything: bool = False) -> int:
+    """Delete cold `*.tmp` files and cold Parquet files the manifest does not list, in the
+    dates a killed run recorded (every date with `everything`). Without a reachable cold
+    path nothing is done and the record is kept for the next command."""
+    pending = _cold_writes(settings)
+    if pending is None:  # unreadable: look everywhere
+        pending, everything = {}, True
+    if not (pending or everything) or settings.cold_path is None \
+            or not settings.cold_path.is_dir():
         return 0
     removed = 0
     for name, entry in document["datasets"].items():
         root = settings.cold_path / name
         committed = manifest.committed_paths(entry, "cold")
-        for shard_dir in root.glob("date=*/shard=*"):
-            for file in shard_dir.iterdir():
-                relative = file.relative_to(root).as_posix()
-                if file.name.endswith(".tmp") or (file.suffix == ".parquet"
-                                                  and relative not in committed):
-                    file.unlink(missing_ok=True)
-                    removed += 1
-            remove_empty_dirs(shard_dir)
+        patterns = ["date=*"] if everything else [f"date={d}" for d in pending.get(name, [])]
+        for pattern in patterns:
+            for shard_dir in root.glob(f"{pattern}/shard=*"):
+                for file in shard_dir.iterdir():
+                    relative = file.relative_to(root).as_posix()
+                    if file.name.endswith(".tmp") or (file.suffix == ".parquet"
+                                                      and relative not in committed):
+                        file.unlink(missing_ok=True)
+                        removed += 1
+                remove_empty_dirs(shard_dir)
+    clear_cold_writes(settings)
     return removed
+
+
+def _cold_writes_path(settings: Settings) -> Path:
+    return settings.state_dir / "cold-writes.json"
+
+
+def _cold_writes(settings: Settings) -> dict[str, list[str]] | None:
+    """The recorded dates per dataset; {} when none; None when the record is unreadable."""
+    try:
+        pending = json.loads(_cold_writes_path(settings).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        return None
+    if not isinstance(pending, dict):
+        return None
+    return {str(name): [str(date) for date in dates] for name, dates in pending.items()}
 
 
 def remove_empty_dirs(shard_dir: Path) -> None:

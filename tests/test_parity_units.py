@@ -101,6 +101,33 @@ def test_cold_copy_crosses_filesystems_and_verifies(tmp_path: Path):
         subprocess.run(["rm", "-rf", str(base / f"tslake-test-{os.getpid()}")], check=True)
 
 
+def test_cold_leftovers_are_found_through_the_record_of_cold_writes(tmp_path: Path):
+    from runner import manifest
+    from runner.config import Settings
+
+    settings = Settings.from_env({"TSLAKE_DATA_ROOT": str(tmp_path),
+                                  "TSLAKE_COLD_PATH": str(tmp_path / "cold")})
+    settings.state_dir.mkdir(parents=True)
+    document = manifest.empty()
+    entry = manifest.dataset(document, "metrics/v1", 8)
+    entry["partitions"]["2026-01-01"] = {"location": "cold", "files": [
+        {"path": "date=2026-01-01/shard=00/kept.parquet"}]}
+    root = tmp_path / "cold/metrics/v1"
+    names = ["date=2026-01-01/shard=00/kept.parquet", "date=2026-01-01/shard=00/stray.parquet",
+             "date=2026-01-01/shard=01/x.parquet.tmp", "date=2026-01-02/shard=00/other.parquet"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    assert tiers.remove_cold_leftovers(settings, document) == 0  # nothing recorded: no scan
+    tiers.record_cold_writes(settings, "metrics/v1", {"2026-01-01"})
+    assert tiers.remove_cold_leftovers(settings, document) == 2
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet*")) == \
+        [names[0], names[3]]
+    assert not (settings.state_dir / "cold-writes.json").exists()
+    assert tiers.remove_cold_leftovers(settings, document, everything=True) == 1
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*.parquet*")] == [names[0]]
+
+
 def test_retention_cutoff_counts_back_from_the_watermark_date():
     entry = {"computed_through_ts": "2026-01-22T00:10:00Z", "partitions": {
         day: {"location": "hot"} for day in ("2026-01-14", "2026-01-15", "2026-01-22")}}

@@ -6,6 +6,7 @@ Real Postgres, real `dbt run` / `tslake` processes, real files, SIGKILL."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -42,6 +43,12 @@ def watermark_date(lake: Lake) -> date:
 
 def files_under(root: Path) -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+def snapshot(root: Path) -> set[str]:
+    """Paths under `root` now; files may vanish while it looks (os.walk skips them)."""
+    return {os.path.join(top, name) for top, dirs, files in os.walk(root)
+            for name in dirs + files}
 
 
 def assert_tiers_are_clean(lake: Lake) -> None:
@@ -155,6 +162,12 @@ def test_retention_killed_at_each_step_keeps_every_partition_whole(old_lake: Lak
     assert lake.rows() == rows                       # nothing lost, nothing doubled
     assert all(path.exists() for path in lake.committed_files())
 
+    # The next command of any kind (here a tick with nothing due) tidies both tiers.
+    lake.run("dbt", "run", TSLAKE_HOT_RETENTION_DAYS="60")
+    assert lake.rows() == rows
+    assert_tiers_are_clean(lake)
+    assert not (lake.settings.state_dir / "cold-writes.json").exists()
+
     lake.run("tslake", "retention", TSLAKE_HOT_RETENTION_DAYS="4")
     cutoff = (watermark_date(lake) - timedelta(days=4)).isoformat()
     assert {d: p["location"] for d, p in lake.dataset()["partitions"].items()} == \
@@ -170,13 +183,13 @@ def test_retention_killed_at_random_moments_never_loses_or_doubles(old_lake: Lak
     cold_root = lake.settings.cold_path / "metrics/v1"
     kills = 0
     for days in (10, 8, 6, 4, 2):
-        before = set(cold_root.rglob("*")) if cold_root.exists() else set()
+        before = snapshot(cold_root)
         process = subprocess.Popen([str(BIN / "tslake"), "retention"], cwd=PROJECT_ROOT,
                                    env={**lake.env, "TSLAKE_HOT_RETENTION_DAYS": str(days)},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
-            if cold_root.exists() and set(cold_root.rglob("*")) - before:
+            if snapshot(cold_root) - before:
                 break  # the move has begun: kill it somewhere inside
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.15))
