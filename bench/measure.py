@@ -27,17 +27,40 @@ class Timed:
     seconds: float
     peak_rss: int  # bytes, the largest sum over the process tree seen while it ran
     stdout: str
+    cpu_seconds: float = 0.0  # user + system of the process tree
 
 
-def copy_drain(server: Server, database: str) -> float:
-    """Seconds for one backend to drain `COPY metrics TO STDOUT (FORMAT binary)` into psql,
-    whose output goes to /dev/null: the physical limit of reading the table."""
+def postgres_cpu(server: Server) -> float:
+    """CPU seconds used so far by the server: postmaster, its live children, the exited ones."""
+    pid = int((server.pgdata / "postmaster.pid").read_text().split()[0])
+    postmaster = psutil.Process(pid)
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
+@dataclass(frozen=True)
+class Copy:
+    seconds: float
+    postgres_cpu: float
+
+
+def copy_drain(server: Server, database: str) -> Copy:
+    """One backend draining `COPY metrics TO STDOUT (FORMAT binary)` into psql, whose output
+    goes to /dev/null: the physical limit of reading the table."""
     command = [server.bin("psql"), "-X", "-q", "-h", server.env["PGHOST"], "-p",
                server.env["PGPORT"], "-U", server.env["PGUSER"], "-d", database,
                "-c", "copy metrics to stdout (format binary)"]
+    cpu = postgres_cpu(server)
     began = time.monotonic()
     subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
-    return time.monotonic() - began
+    seconds = time.monotonic() - began
+    time.sleep(0.3)  # let the postmaster reap the backend, so its CPU is counted
+    return Copy(seconds, postgres_cpu(server) - cpu)
 
 
 def run_measured(args: list[str], env: dict[str, str], *, interval: float = 0.02) -> Timed:
@@ -85,6 +108,12 @@ class Backfill:
     command_seconds: float
     peak_rss: int
     summary: dict[str, Any]
+    postgres_cpu: float  # seconds, the whole command
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of the backfill: tslake's threads (start-up excluded) + Postgres."""
+        return float(self.summary["cpu_seconds"]) + self.postgres_cpu
 
     @property
     def rows(self) -> int:
@@ -101,10 +130,12 @@ class Backfill:
         return self.rows / self.command_seconds
 
 
-def backfill(env: dict[str, str], days: int) -> Backfill:
+def backfill(server: Server, env: dict[str, str], days: int) -> Backfill:
+    cpu = postgres_cpu(server)
     timed = run_measured(["tslake", "backfill", "--days", str(days), "--replace-existing"], env)
+    time.sleep(0.3)
     (summary,) = json.loads(timed.stdout).values()
-    return Backfill(timed.seconds, timed.peak_rss, summary)
+    return Backfill(timed.seconds, timed.peak_rss, summary, postgres_cpu(server) - cpu)
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,19 @@ from typing import Any
 import psutil
 
 from bench.dataset import Table
-from bench.measure import Backfill, Tick, median
+from bench.measure import Backfill, Copy, Tick, median
 
 
 @dataclass
 class SizeResult:
     table: Table
-    copies: list[float]
+    copies: list[Copy]
     backfills: list[Backfill]
     ticks: list[Tick]
 
     @property
     def copy_rate(self) -> float:
-        return self.table.rows / median(self.copies)
+        return self.table.rows / median([copy.seconds for copy in self.copies])
 
     def best(self) -> Backfill:
         return max(self.backfills, key=lambda run: run.rate)
@@ -76,10 +76,22 @@ def _size_rows(result: SizeResult) -> list[str]:
     rates = ", ".join(f"{run.rate / 1e6:.2f}M" for run in result.backfills)
     return [
         f"| {table.rows:,} | {copy / 1e6:.2f}M rows/s ({len(result.copies)} runs: "
-        f"{', '.join(f'{s:.2f} s' for s in result.copies)}) | {best.rate / 1e6:.2f}M rows/s "
+        f"{', '.join(f'{c.seconds:.2f} s' for c in result.copies)}) | "
+        f"{best.rate / 1e6:.2f}M rows/s "
         f"(runs: {rates}) | **{best.rate / copy:.2f}x** | {best.command_rate / 1e6:.2f}M rows/s "
         f"({best.command_rate / copy:.2f}x) | {_mib(max(r.peak_rss for r in result.backfills))} "
         f"| {best.summary['files']} files, {best.summary['days_total']} days |"]
+
+
+def _cpu_rows(result: SizeResult, cores: int) -> list[str]:
+    best, rows = result.best(), result.table.rows
+    copy_cpu = median([copy.postgres_cpu for copy in result.copies])
+    copy_bound = rows / copy_cpu  # one backend: one core's worth
+    bound = rows / (best.cpu / cores)
+    return [f"| {rows:,} | {copy_cpu:.2f} s | {copy_bound / 1e6:.2f}M rows/s | "
+            f"{best.summary['cpu_seconds']:.2f} s | {best.postgres_cpu:.2f} s | "
+            f"{best.cpu / best.summary['seconds']:.2f} | {bound / 1e6:.2f}M rows/s | "
+            f"{bound / copy_bound:.2f}x |"]
 
 
 def _tick_rows(result: SizeResult) -> list[str]:
@@ -139,6 +151,20 @@ def render(report: Report) -> str:
         "| rows | raw COPY | backfill | ratio | whole command (ratio) | peak RSS | output |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *[line for r in report.sizes for line in _size_rows(r)],
+        "",
+        "Where the CPU went (the fastest backfill of each size). On a shared machine (see the "
+        "load average) wall-clock rates move with the neighbours: the single COPY backend needs "
+        "one core, the backfill wants all of them. CPU seconds do not: the COPY's backend can "
+        "drain at most rows / its CPU seconds on one core; the backfill (its own threads from "
+        "the first day to the last commit, plus Postgres) at most rows / (CPU seconds / "
+        f"{psutil.cpu_count(logical=True)} cores). Their ratio is what a machine to itself "
+        "would show.",
+        "",
+        "| rows | COPY: Postgres CPU | COPY bound | backfill: tslake CPU | backfill: Postgres CPU "
+        "| cores busy (avg) | backfill bound | ratio of the bounds |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[line for r in report.sizes
+          for line in _cpu_rows(r, psutil.cpu_count(logical=True) or 1)],
         "",
         "## Tick cost at two table sizes",
         "",

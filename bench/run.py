@@ -42,9 +42,9 @@ def measure_size(server: dataset.Server, table: dataset.Table, work: Path,
     copies, backfills = [], []
     for attempt in range(args.repeat):
         copies.append(measure.copy_drain(server, table.database))
-        log(f"{table.database}: raw COPY {table.rows / copies[-1] / 1e6:.2f}M rows/s")
+        log(f"{table.database}: raw COPY {table.rows / copies[-1].seconds / 1e6:.2f}M rows/s")
         shutil.rmtree(work / f"lake-{table.database}", ignore_errors=True)
-        backfills.append(measure.backfill(env, args.backfill_days))
+        backfills.append(measure.backfill(server, env, args.backfill_days))
         log(f"{table.database}: backfill {attempt + 1}: {backfills[-1].rate / 1e6:.2f}M rows/s, "
             f"peak RSS {backfills[-1].peak_rss / 2**20:.0f} MiB")
     copies.append(measure.copy_drain(server, table.database))
@@ -71,8 +71,9 @@ def run_alternatives(server: dataset.Server, table: dataset.Table, work: Path,
         shutil.rmtree(out, ignore_errors=True)
     for workers in (1, 2):
         root = work / f"alt-workers-{workers}"
-        run = measure.backfill({**measure.lake_env(server, table.database, root),
-                                "TSLAKE_BACKFILL_WORKERS": str(workers)}, args.backfill_days)
+        run = measure.backfill(server, {**measure.lake_env(server, table.database, root),
+                                        "TSLAKE_BACKFILL_WORKERS": str(workers)},
+                               args.backfill_days)
         report.alternatives.append(Alternative(
             f"backfill, {workers} worker{'s' * (workers > 1)}", "this backfill with "
             f"TSLAKE_BACKFILL_WORKERS={workers} (default: cores + 1)", run.rows,

@@ -33,6 +33,7 @@ class BackfillTracker:
             days_total, todo, skipped, done_before
         self.resumed = resumed
         self.started = clock()
+        self.cpu_started = time.process_time()  # every thread of this process
         self.days_processed = self.rows = self.files = 0
 
     def _base(self, event: str) -> Event:
@@ -57,7 +58,8 @@ class BackfillTracker:
         return {"days_total": self.days_total, "days_processed": self.days_processed,
                 "days_skipped": self.skipped, "days_done_before": self.done_before,
                 "resumed": self.resumed, "rows": self.rows, "files": self.files,
-                "seconds": round(self.elapsed(), 3), "rows_per_second": self.rate()}
+                "seconds": round(self.elapsed(), 3), "rows_per_second": self.rate(),
+                "cpu_seconds": round(time.process_time() - self.cpu_started, 3)}
 
     def elapsed(self) -> float:
         return max(self.clock() - self.started, 1e-9)
