@@ -81,6 +81,9 @@ def main() -> None:
     time.sleep(float(env["TSLAKE_REPLICATION_LAG_SECONDS"]) + 1)
     run("tslake", "tick", env=env)
 
+    step("Compact today's partition: each shard-day's backfill and tick files become one")
+    run("tslake", "compact", "--date", time.strftime("%Y-%m-%d", time.gmtime()), env=env)
+
     step("Inspect the lake (tslake inspect), summarised")
     report = json.loads(run("tslake", "inspect", env=env, show_output=False))
     dataset = report["datasets"]["metrics/v1"]
