@@ -19,7 +19,6 @@ killed after it, the files are committed and only the replaced ones are left to 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,14 +102,7 @@ def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
         root = dataset_root(settings, name)
         committed = manifest.committed_paths(entry) | manifest.pending_paths(
             entry, now, settings.delete_grace_seconds)
-        for shard_dir in root.glob("date=*/shard=*"):
-            for file in shard_dir.iterdir():
-                relative = file.relative_to(root).as_posix()
-                if file.name.endswith(".tmp") or (file.suffix == ".parquet"
-                                                  and relative not in committed):
-                    file.unlink(missing_ok=True)
-                    removed += 1
-            _remove_if_empty(shard_dir)
+        removed += tiers.remove_uncommitted(root, "date=*", committed)
     removed += tiers.remove_cold_leftovers(settings, document)
     if removed:
         log.info("removed %d leftover file(s) of interrupted runs", removed)
@@ -238,9 +230,3 @@ def replication_state(document: manifest.Manifest) -> dict[str, Any]:
             "datasets": datasets}
 
 
-def _remove_if_empty(directory: Path) -> None:
-    for candidate in (directory, directory.parent):
-        try:
-            os.rmdir(candidate)
-        except OSError:
-            return

@@ -162,15 +162,23 @@ def remove_cold_leftovers(settings: Settings, document: manifest.Manifest, *,
         committed = manifest.committed_paths(entry, "cold")
         patterns = ["date=*"] if everything else [f"date={d}" for d in pending.get(name, [])]
         for pattern in patterns:
-            for shard_dir in root.glob(f"{pattern}/shard=*"):
-                for file in shard_dir.iterdir():
-                    relative = file.relative_to(root).as_posix()
-                    if file.name.endswith(".tmp") or (file.suffix == ".parquet"
-                                                      and relative not in committed):
-                        file.unlink(missing_ok=True)
-                        removed += 1
-                remove_empty_dirs(shard_dir)
+            removed += remove_uncommitted(root, pattern, committed)
     clear_cold_writes(settings)
+    return removed
+
+
+def remove_uncommitted(root: Path, date_pattern: str, committed: set[str]) -> int:
+    """Under `root/<date_pattern>/shard=*` (either tier): delete `*.tmp` files and Parquet
+    files not in `committed` (paths relative to `root`), then empty directories."""
+    removed = 0
+    for shard_dir in root.glob(f"{date_pattern}/shard=*"):
+        for file in shard_dir.iterdir():
+            relative = file.relative_to(root).as_posix()
+            if file.name.endswith(".tmp") or (file.suffix == ".parquet"
+                                              and relative not in committed):
+                file.unlink(missing_ok=True)
+                removed += 1
+        remove_empty_dirs(shard_dir)
     return removed
 
 
