@@ -30,7 +30,7 @@ def parallel_scan(out: Path, *, sorted_rows: bool, pages_per_task: int) -> int:
     conn.execute(f"set pg_pages_per_task = {pages_per_task}")
     order = "order by sensor_id, ts" if sorted_rows else ""
     row = conn.execute(f"copy (select {COLUMNS} from pg.public.metrics {order}) to "
-                       f"'{out / 'all.parquet'}' (format parquet, compression zstd)").fetchone()
+                       f"'{out / 'all.parquet'}' (format parquet, compression snappy)").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -51,7 +51,7 @@ def per_day_temp_table(out: Path) -> int:
             target.mkdir(parents=True, exist_ok=True)
             row = conn.execute(f"copy (select {COLUMNS} from day where shard = {shard} "
                                f"order by sensor_id, ts) to '{target / 'f.parquet'}' "
-                               "(format parquet, compression zstd)").fetchone()
+                               "(format parquet, compression snappy)").fetchone()
             total += int(row[0]) if row else 0
         day = conn.execute("select ?::date + 1", [day]).fetchone()[0]  # type: ignore[index]
     return total

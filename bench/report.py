@@ -143,7 +143,7 @@ def render(report: Report) -> str:
         "",
         f"`COPY metrics TO STDOUT (FORMAT binary)` through `psql` into /dev/null (one backend; "
         f"median of the runs) against `tslake backfill --days {s['backfill_days']} "
-        "--replace-existing` on an empty lake (sorted, date/shard-partitioned zstd Parquet, "
+        "--replace-existing` on an empty lake (sorted, date/shard-partitioned Snappy Parquet, "
         "each day committed). The backfill's rate is its own (first day to last commit, from "
         "its JSON summary); the command rate adds Python, dbt and DuckDB start-up (~3 s). "
         "Peak RSS is the sum over the `tslake` process tree, sampled every 20 ms.",

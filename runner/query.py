@@ -1,21 +1,20 @@
 """`tslake query`: a (downsampled) series straight from the lake, opening only the files of
-the requested dates and of the sensors' shards.
+the requested dates and of the sensors' shards (picked from the manifest: no view to bind).
 
-Buckets are integer arithmetic on epoch microseconds: `date_trunc`/`time_bucket` on a
-TIMESTAMPTZ go through ICU's time-zone calendar for every row and were 6x slower on 10M
-rows (2.4 s vs 0.38 s); only the bucket keys are turned back into timestamps."""
+Buckets are integer arithmetic on epoch microseconds: any width, UTC whatever the session's
+TimeZone, and no ICU calendar per row (`time_bucket` on a TIMESTAMPTZ took 3x as long on
+10M rows: docs/ARCHITECTURE.md, "Reader layout"); only the bucket keys become timestamps."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from runner import manifest
+from runner import manifest, views
 from runner.config import Settings
 from runner.errors import ConfigError
 
@@ -55,23 +54,21 @@ def parse_bucket(text: str) -> int:
 
 
 def files_for(settings: Settings, dataset: str, entry: dict[str, Any], sensors: list[str],
-              start: datetime, end: datetime) -> list[str]:
-    """The committed files that can hold these sensors between start and end."""
+              start: datetime, end: datetime) -> tuple[list[str], list[str]]:
+    """The committed files that can hold these sensors between start and end: (shard-days
+    with one file, shard-days with more)."""
     shards = {shard_of(sensor, entry["shards"]) for sensor in sensors}
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
-    chosen = []
-    for day, partition in entry["partitions"].items():
-        if not first <= date.fromisoformat(day) <= last:
-            continue
-        base = settings.hot_path if partition["location"] == "hot" else settings.cold_path
-        chosen += [str(Path(str(base)) / dataset / file["path"]) for file in partition["files"]
-                   if file["shard"] in shards]
-    return sorted(chosen)
+    return views.files_by_overlap(
+        settings, dataset, entry,
+        keep=lambda day, shard: shard in shards and first <= date.fromisoformat(day) <= last)
 
 
-def series(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,
-           end: datetime, bucket: str | None, agg: str) -> duckdb.DuckDBPyRelation | None:
-    """The rows (or buckets) as a DuckDB relation; None when no file can hold any."""
+def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,
+               end: datetime, bucket: str | None,
+               agg: str) -> tuple[str, dict[str, Any]] | None:
+    """The query and its parameters for these rows (or buckets); None when no committed file
+    can hold any. The files are named in the parameters, chosen from the manifest."""
     if not sensors or any(not sensor for sensor in sensors):
         raise ConfigError("--sensor needs one or more non-empty sensor ids, comma-separated")
     if end <= start:
@@ -85,22 +82,40 @@ def series(settings: Settings, *, dataset: str, sensors: list[str], start: datet
     if entry is None:
         raise ConfigError(f"dataset {dataset} is not in the lake at {settings.hot_path}: "
                           "run `tslake tick` or `tslake backfill` first")
-    files = files_for(settings, dataset, entry, sensors, start, end)
-    if not files:
+    single, multi = files_for(settings, dataset, entry, sensors, start, end)
+    params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
+    parts = []
+    for name, files in (("single", single), ("multi", multi)):
+        if files:
+            params[name] = files
+            parts.append(f"select sensor_id, ts, value, quality, inserted_at from "
+                         f"read_parquet(${name}) where sensor_id in (select unnest($sensors)) "
+                         "and ts >= $start and ts < $end")
+    if not parts:
+        return None
+    if multi:  # only shard-days with several files can repeat a key
+        parts[-1] += (" qualify row_number() over (partition by sensor_id, ts "
+                      "order by inserted_at desc) = 1")
+    rows = " union all ".join(f"({part})" for part in parts)
+    if width is None:
+        return f"select sensor_id, ts, value, quality from ({rows}) order by sensor_id, ts", params
+    params["width"] = width
+    # Floor (not truncating) division keeps buckets right before 1970 too.
+    return (f"select sensor_id, make_timestamptz(bucket_us) as bucket_start, "
+            f"{AGGREGATES[agg]} as {agg}, count(*) as samples from ("
+            "select *, epoch_us(ts) - ((epoch_us(ts) % $width) + $width) % $width as bucket_us "
+            f"from ({rows})) group by sensor_id, bucket_us order by sensor_id, bucket_us",
+            params)
+
+
+def series(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,
+           end: datetime, bucket: str | None, agg: str) -> duckdb.DuckDBPyRelation | None:
+    """The rows (or buckets) as a DuckDB relation on a new UTC connection; None when no file
+    can hold any."""
+    query = series_sql(settings, dataset=dataset, sensors=sensors, start=start, end=end,
+                       bucket=bucket, agg=agg)
+    if query is None:
         return None
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
-    rows = ("select sensor_id, ts, value, quality, inserted_at from read_parquet($files) "
-            "where sensor_id in (select unnest($sensors)) and ts >= $start and ts < $end "
-            "qualify row_number() over (partition by sensor_id, ts order by inserted_at desc) = 1")
-    params: dict[str, Any] = {"files": files, "sensors": sensors, "start": start, "end": end}
-    if width is None:
-        sql = f"select sensor_id, ts, value, quality from ({rows}) order by sensor_id, ts"
-    else:
-        params["width"] = width
-        # Floor (not truncating) division keeps buckets right before 1970 too.
-        sql = (f"select sensor_id, make_timestamptz(bucket_us) as bucket_start, "
-               f"{AGGREGATES[agg]} as {agg}, count(*) as samples from ("
-               "select *, epoch_us(ts) - ((epoch_us(ts) % $width) + $width) % $width as bucket_us "
-               f"from ({rows})) group by sensor_id, bucket_us order by sensor_id, bucket_us")
-    return conn.query(sql, params=params)
+    return conn.query(query[0], params=query[1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,18 @@ def view_name(dataset: str) -> str:
     return dataset.split("/")[0]
 
 
-def files_by_overlap(settings: Settings, dataset: str,
-                     entry: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Absolute paths of committed files: (shard-days with one file, shard-days with more)."""
+def files_by_overlap(settings: Settings, dataset: str, entry: dict[str, Any],
+                     keep: Callable[[str, int], bool] = lambda date, shard: True,
+                     ) -> tuple[list[str], list[str]]:
+    """Absolute paths of the committed files of the shard-days `keep(date, shard)` accepts:
+    (shard-days with one file, shard-days with more; only the latter need dedupe)."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
     for date, partition in entry["partitions"].items():
         base = settings.hot_path if partition["location"] == "hot" else settings.cold_path
         for file in partition["files"]:
-            groups[(date, file["shard"])].append(str(Path(str(base)) / dataset / file["path"]))
+            if keep(date, file["shard"]):
+                groups[(date, file["shard"])].append(
+                    str(Path(str(base)) / dataset / file["path"]))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
@@ -75,7 +80,6 @@ def fresh_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> s
     tail_query = ("select sensor_id, ts, value, quality, inserted_at from " + table
                   + " where inserted_at > " + sql_literal(watermark) + "::timestamptz")
     name = view_name(dataset)
-    # The shard formula is SPEC section 3's, as in macros/lake/shard_of.sql.
     return f"""create or replace view {name}_fresh as
 with tail as (
     select sensor_id::varchar as sensor_id, ts::timestamptz as ts, value::double as value,
@@ -85,10 +89,21 @@ with tail as (
 )
 (select * from {name} anti join tail using (sensor_id, ts))
 union all by name
-(select *, (ts at time zone 'UTC')::date as date,
-        (('0x' || left(md5(sensor_id), 8))::ubigint % {int(entry['shards'])})::integer as shard
+(select *, (ts at time zone 'UTC')::date as date, {shard_sql('sensor_id', entry)} as shard
  from tail);
 """
+
+
+def shard_sql(sensor_id: str, entry: dict[str, Any]) -> str:
+    """SPEC section 3's shard formula in DuckDB SQL, as in macros/lake/shard_of.sql."""
+    return f"(('0x' || left(md5({sensor_id}), 8))::ubigint % {int(entry['shards'])})::integer"
+
+
+def shard_macro_sql(dataset: str, entry: dict[str, Any]) -> str:
+    """`<name>_shard(sensor_id)`: lets a reader prune by shard without computing md5 itself
+    (`where sensor_id = $s and shard = lake.metrics_shard($s)` opens one shard's files)."""
+    return (f"create or replace macro {view_name(dataset)}_shard(sensor_id) as "
+            f"{shard_sql('sensor_id', entry)};\n")
 
 
 def render_sql(settings: Settings, document: manifest.Manifest, *, fresh: bool) -> str:
@@ -101,6 +116,7 @@ def render_sql(settings: Settings, document: manifest.Manifest, *, fresh: bool) 
     for name, entry in sorted(document["datasets"].items()):
         lines.append(f"-- {name}: watermark {entry['computed_through_ts']}")
         lines.append(lake_view_sql(settings, name, entry))
+        lines.append(shard_macro_sql(name, entry))
         if fresh:
             lines.append(fresh_view_sql(settings, name, entry))
     return "\n".join(lines)

@@ -4,6 +4,7 @@ and `tslake query` with pruning and exact buckets."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -72,6 +73,30 @@ def test_metrics_fresh_includes_rows_inserted_a_second_ago(lake: Lake, source_db
     assert ("just-now",) not in {(row[0],) for row in lake_only}
 
 
+def test_lake_duckdb_shard_macro_matches_the_spec_and_prunes_to_one_shard(
+        lake: Lake, source_db: SourceDb):
+    odd = ["o'brien \"probe\"", "capteur-é", "sensor-4"]
+    fill(source_db)
+    for sensor in odd:
+        source_db.execute("insert into metrics (sensor_id, ts, value) values (%s, now(), 1)",
+                          (sensor,))
+    lake.run("dbt", "run")
+    reader = duckdb.connect()
+    reader.execute(f"attach '{lake.settings.state_dir / 'lake.duckdb'}' as lake (read_only)")
+    for sensor in odd:
+        assert reader.execute("select lake.metrics_shard(?)", [sensor]).fetchone() == \
+            (shard_of(sensor, 8),)
+    expected = len(source_db.execute("select 1 from metrics where sensor_id = 'sensor-4'"))
+    query = ("select count(*) from lake.metrics where sensor_id = $s and "
+             "shard = lake.metrics_shard($s)")
+    assert reader.execute(query, {"s": "sensor-4"}).fetchone() == (expected,)
+    plan = reader.execute("explain analyze " + query, {"s": "sensor-4"}).fetchall()[0][1]
+    scanned = sum(int(n) for n in re.findall(r"Scanning Files: (\d+)/", plan))
+    mine = [p for p in lake.committed_files()
+            if p.parent.name == f"shard={shard_of('sensor-4', 8):02d}"]
+    assert 0 < scanned == len(mine) < len(lake.committed_files())
+
+
 def query_json(lake: Lake, *args: str) -> list[dict[str, object]]:
     return json.loads(lake.run("tslake", "query", "--format", "json", *args).stdout)
 
@@ -95,6 +120,23 @@ def test_query_buckets_equal_postgres_aggregates(lake: Lake, source_db: SourceDb
             "from metrics where sensor_id = %s group by 1 order by 1", (sensor,))
         assert [(parse_rfc3339(r["bucket_start"]), r["avg"], r["samples"]) for r in got] == \
             [(start_, pytest.approx(avg), n) for start_, avg, n in expected]
+
+
+def test_query_returns_the_newest_version_where_a_shard_day_has_several_files(
+        lake: Lake, source_db: SourceDb):
+    source_db.execute("""insert into metrics (sensor_id, ts, value)
+                         select 'twice', date_trunc('day', now(), 'UTC') - make_interval(days => d),
+                                d from generate_series(1, 3) as d""")
+    lake.run("dbt", "run")
+    source_db.execute("update metrics set value = -value, inserted_at = now() "
+                      "where value = 2")  # that day gets a second file
+    lake.run("dbt", "run")
+    files_per_day: dict[str, int] = {}
+    for path in lake.committed_files():
+        files_per_day[path.parent.parent.name] = files_per_day.get(path.parent.parent.name, 0) + 1
+    assert sorted(files_per_day.values()) == [1, 1, 2]
+    rows = query_json(lake, "--sensor", "twice", "--start", "2000-01-01", "--end", "2100-01-01")
+    assert [row["value"] for row in rows] == [3.0, -2.0, 1.0]
 
 
 def test_query_opens_only_the_files_of_its_dates_and_shards(lake: Lake, source_db: SourceDb):

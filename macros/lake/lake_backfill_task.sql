@@ -11,7 +11,7 @@
             select * exclude (date, shard)
             from ({{ model_sql }}) as shard_day
             order by sensor_id, ts
-        ) to {{ lake_literal(path) }} (format parquet, compression zstd)
+        ) to {{ lake_literal(path) }} ({{ lake_parquet_options() }})
     {%- endset -%}
     {%- do statements.append(copy) -%}
     {{ return(statements) }}

@@ -25,7 +25,7 @@
             )
             select * from newest
             order by sensor_id, ts
-        ) to {{ lake_literal(segment_path(hot_path, dataset, date, shard, 'compact', run_id)) }} (format parquet, compression zstd)
+        ) to {{ lake_literal(segment_path(hot_path, dataset, date, shard, 'compact', run_id)) }} ({{ lake_parquet_options() }})
     {%- endset -%}
     {{ return(run_query(copy).rows[0][0] | int) }}
 {% endmacro %}

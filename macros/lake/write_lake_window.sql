@@ -1,5 +1,5 @@
 {#-
-    Run the model for the current window and write its rows as one sorted, zstd Parquet
+    Run the model for the current window and write its rows as one sorted Parquet
     file per date/shard: <kind>-<run_id>.parquet.tmp beside where it will be published.
     Returns [{date, shard, rows, path}] for lake_call('publish').
     One COPY per shard-day keeps each file sorted by (sensor_id, ts); DuckDB's
@@ -25,7 +25,7 @@
                 where date = {{ lake_literal(partition.date) }}::date
                   and shard = {{ partition.shard }}
                 order by sensor_id, ts
-            ) to {{ lake_literal(path) }} (format parquet, compression zstd)
+            ) to {{ lake_literal(path) }} ({{ lake_parquet_options() }})
         {%- endset -%}
         {%- set written = run_query(copy).rows[0][0] | int -%}
         {%- do files.append({'date': partition.date, 'shard': partition.shard, 'rows': written, 'path': path}) -%}
