@@ -124,11 +124,14 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
                      replace_dates: frozenset[str] = frozenset(),
                      replace_paths: frozenset[str] = frozenset(),
                      run_info: dict[str, Any] | None = None,
-                     backfill: dict[str, Any] | None = None) -> dict[str, Any]:
+                     backfill: dict[str, Any] | None = None,
+                     refresh_views: bool = True) -> dict[str, Any]:
     """Commit staged files (and the new watermark) with one manifest replace; the files of
     `replace_dates` and the files `replace_paths` (relative paths: a compaction's inputs)
     leave the manifest in the same commit and are deleted after it. `backfill`, when given,
-    becomes the dataset's backfill progress record in the same commit."""
+    becomes the dataset's backfill progress record in the same commit. `refresh_views=False`
+    leaves `_state/lake.duckdb` on an older commit (a backfill's days in between: readers
+    see fewer days, never a missing file); a commit that deletes files always refreshes."""
     step = "compact_" if kind == "compact" else ""  # compaction has failpoints of its own
     if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
@@ -193,7 +196,8 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     failpoint(step + "after_manifest_replace")
 
     write_json_atomic(settings.replication_path, replication_state(document))
-    views.refresh(settings, document)
+    if refresh_views or replaced:
+        views.refresh(settings, document)
     for number, relative in enumerate(due):
         (root / relative).unlink(missing_ok=True)
         if number == 0:

@@ -1,7 +1,8 @@
 """Reader views: DuckDB views over exactly the files the manifest lists.
 
-- `_state/lake.duckdb` holds `metrics` (newest version per key, hot and cold) for every
-  commit: the runner rewrites it atomically after each manifest replace. Readers
+- `_state/lake.duckdb` holds `metrics` (newest version per key, hot and cold) and
+  `metrics_shard(sensor_id)`: the runner rewrites it atomically after each manifest replace
+  (a backfill's days in between excepted, see publish.publish_segments). Readers
   `ATTACH '<hot>/_state/lake.duckdb' AS lake (READ_ONLY)` and query `lake.metrics`.
 - `tslake views` prints the same views plus `metrics_fresh` (the lake plus the Postgres rows
   past the watermark) as SQL to run in the reader's own session, where Postgres is attached

@@ -70,6 +70,11 @@ def test_backfill_exports_every_row_of_the_window_exactly_once(lake: Lake, sourc
     assert record["committed_dates"] == [str(first + timedelta(days=i)) for i in range(4)]
     assert record["cap"] == lake.dataset()["computed_through_ts"]
     assert record["rows"] == len(lake.rows())
+    # The reader views skip the days in between but follow the backfill's last commit.
+    reader.execute(f"attach '{lake.settings.state_dir / 'lake.duckdb'}' as lake (read_only)")
+    assert reader.execute("select manifest_generation from lake.tslake_state").fetchone() == \
+        (lake.manifest()["generation"],)
+    assert reader.execute("select count(*) from lake.metrics").fetchone() == (len(lake.rows()),)
 
 
 @pytest.mark.parametrize("hypertable_like", [False, True], ids=["plain", "hypertable-like"])
