@@ -156,12 +156,12 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int) -> N
             cells += [f"{r['lake_seconds'] * 1000:.1f} ms",
                       f"{r['postgres_seconds'] * 1000:.1f} ms", f"**{r['speedup']}x** faster"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Hourly buckets are integer arithmetic on epoch microseconds on the lake side "
-              "(`date_trunc`/`time_bucket` on a TIMESTAMPTZ go through ICU's calendar for every "
-              "row). The view query prunes with `shard = lake.metrics_shard($s)` and a `date` "
-              "range; the last row runs `tslake query`'s SQL (`runner.query.series_sql`: the "
-              "files of those dates and that shard, named from the manifest) on the same "
-              "connection.", MARK_END]
+    lines += ["", "The hourly query is the same SQL on both sides (`date_trunc('hour', ts)`: "
+              "fast on DuckDB's TIMESTAMPTZ; `time_bucket` and casts to TIMESTAMP are what walk "
+              "ICU's calendar per row, see docs/ARCHITECTURE.md, \"Reader layout\"). The view "
+              "query prunes with `shard = lake.metrics_shard($s)` and a `date` range; the last "
+              "row runs `tslake query`'s SQL (`runner.query.series_sql`: the files of those "
+              "dates and that shard, named from the manifest) on the same connection.", MARK_END]
     section = "\n".join(lines)
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
     if MARK_START in text:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from runner import manifest
@@ -39,7 +38,7 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
             "pending_deletes": len(entry.get("pending_deletes", [])),
             "totals": {key: sum(p[key] for p in partitions.values())
                        for key in ("files", "bytes", "rows")},
-            "uncommitted_files_on_disk": _uncommitted(dataset_root(settings, name), entry),
+            "uncommitted_files_on_disk": _uncommitted(settings, name, entry),
             "partitions": partitions,
         }
     return report
@@ -57,10 +56,17 @@ def _partition_stats(partition: dict[str, Any]) -> dict[str, Any]:
             "last_compacted_at": partition["last_compacted_at"]}
 
 
-def _uncommitted(root: Path, entry: dict[str, Any]) -> int:
-    """Files a glob reader could see that the manifest does not list (left by a killed run;
-    the next writing command removes them), not counting pending deletes."""
-    committed = manifest.committed_paths(entry) | {
-        item["path"] for item in entry.get("pending_deletes", [])}
-    return sum(1 for file in root.glob("date=*/shard=*/*")
-               if file.relative_to(root).as_posix() not in committed)
+def _uncommitted(settings: Settings, dataset: str, entry: dict[str, Any]) -> int:
+    """Files a glob reader could see that the manifest does not list, in either tier (left
+    by a killed run; the next writing command removes them), not counting pending deletes.
+    An unmounted cold path counts nothing: `tslake retention` reports that one."""
+    pending = {item["path"] for item in entry.get("pending_deletes", [])}
+    roots = {"hot": dataset_root(settings, dataset)}
+    if settings.cold_path is not None and settings.cold_path.is_dir():
+        roots["cold"] = settings.cold_path / dataset
+    count = 0
+    for location, root in roots.items():
+        known = manifest.committed_paths(entry, location) | pending
+        count += sum(1 for file in root.glob("date=*/shard=*/*")
+                     if file.relative_to(root).as_posix() not in known)
+    return count

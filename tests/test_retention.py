@@ -61,6 +61,11 @@ def assert_tiers_are_clean(lake: Lake) -> None:
         assert files_under(cold_root) == [p for p in committed if p.is_relative_to(cold_root)]
 
 
+def uncommitted_reported(lake: Lake) -> int:
+    report = json.loads(lake.run("tslake", "inspect").stdout)
+    return int(report["datasets"]["metrics/v1"]["uncommitted_files_on_disk"])
+
+
 def test_thirty_day_backfill_keeps_seven_hot_days_and_the_rest_cold(
         lake: Lake, source_db: SourceDb, tmp_path: Path):
     cold = use_cold_path(lake, tmp_path / "nas")
@@ -161,11 +166,18 @@ def test_retention_killed_at_each_step_keeps_every_partition_whole(old_lake: Lak
     assert set(lake.dataset()["partitions"]) == dates
     assert lake.rows() == rows                       # nothing lost, nothing doubled
     assert all(path.exists() for path in lake.committed_files())
+    committed = set(lake.committed_files())
+    stray = [path for root in (lake.settings.hot_path, lake.settings.cold_path)
+             for path in files_under(root / "metrics/v1") if path not in committed]
+    if point == "retention_before_manifest_replace":
+        assert stray and all(path.is_relative_to(lake.settings.cold_path) for path in stray)
+    assert uncommitted_reported(lake) == len(stray)  # `tslake inspect` counts both tiers
 
     # The next command of any kind (here a tick with nothing due) tidies both tiers.
     lake.run("dbt", "run", TSLAKE_HOT_RETENTION_DAYS="60")
     assert lake.rows() == rows
     assert_tiers_are_clean(lake)
+    assert uncommitted_reported(lake) == 0
     assert not (lake.settings.state_dir / "cold-writes.json").exists()
 
     lake.run("tslake", "retention", TSLAKE_HOT_RETENTION_DAYS="4")
