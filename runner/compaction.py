@@ -53,7 +53,10 @@ def compact(settings: Settings, *, dataset: str | None = None,
         arguments["dataset"] = dataset
     if date is not None:
         arguments["date"] = date
-    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake compact"):
+    from runner import dbt_plugin  # imports dbt (about a second): only when compacting
+
+    with (lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake compact"),
+          dbt_plugin.without_source()):  # compaction reads no Postgres: works while it is down
         run_dbt(settings, ["run-operation", "lake_compact"], macro_args=arguments)
     report: dict[str, Any] = {}
     for name, last in _last_compactions(settings).items():

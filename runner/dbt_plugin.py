@@ -1,21 +1,23 @@
 """The dbt-duckdb plugin: what `profiles.yml` loads so that a plain `dbt run` is a tick.
 
 - `configure_connection`: installs the postgres extension from its wheel, bounds memory,
-  attaches Postgres read-only (password only in a DuckDB secret);
+  attaches Postgres read-only (password only in a DuckDB secret) unless the run is inside
+  `without_source()` (`tslake compact`: compaction reads no Postgres rows, so it works while
+  Postgres is down);
 - `configure_cursor`: UTC and the settings SQL reads as DuckDB variables;
 - `store`: the materialization's way to call the runner. dbt-duckdb passes the model's
   request through `adapter.store_relation(...)`; `config["action"]` names the step.
   `retention` (the lake models' post-hook) is best effort: a failure is a warning, since
   the tick before it has committed; `tslake retention` reports it as an error.
-  The
-  backfill steps hand a day's shard tasks to runner/backfill.py, which runs them on
+  The backfill steps hand a day's shard tasks to runner/backfill.py, which runs them on
   connections of its own to this DuckDB database.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -33,6 +35,18 @@ log = logging.getLogger("tslake.dbt")
 # The last typed error a step raised in this process: `dbt run-operation` swallows the
 # exception, so runner.dbt_runner reads it here to keep the CLI's exit code.
 last_error: TslakeError | None = None
+_attach_source = True
+
+
+@contextmanager
+def without_source() -> Iterator[None]:
+    """dbt runs in this block (in this process) leave Postgres unattached."""
+    global _attach_source
+    _attach_source = False
+    try:
+        yield
+    finally:
+        _attach_source = True
 
 
 class Plugin(BasePlugin):
@@ -43,7 +57,8 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
-            configure_database(conn, self.settings, SourceConninfo())
+            configure_database(conn, self.settings,
+                               SourceConninfo() if _attach_source else None)
         except TslakeError as error:
             _remember(error)
             raise

@@ -163,10 +163,29 @@ def test_compact_checks_its_arguments_before_any_sql(lake: Lake, source_db: Sour
     assert result.returncode != 0 and "min_files must be a whole number >= 1" in result.stdout
     report = json.loads(lake.run("tslake", "compact", "--date", "2001-01-01").stdout)
     assert report["metrics/v1"]["shard_days"] == 0
-    # Errors inside `dbt run-operation` keep their type (and exit code) through the CLI.
-    result = lake.run("tslake", "compact", check=False,
-                      TSLAKE_PG_DSN="host=127.0.0.1 port=1 dbname=x user=nobody")
-    assert result.returncode == 69 and "cannot connect to Postgres" in result.stderr
+    # Errors inside `dbt run-operation` keep their type (and exit code) through the CLI:
+    # the write's open refuses a lake whose manifest is gone but whose files are not.
+    readings(source_db, ["a"], count=2)
+    lake.run("dbt", "run")
+    saved = lake.settings.manifest_path.read_bytes()
+    lake.settings.manifest_path.unlink()
+    result = lake.run("tslake", "compact", check=False)
+    lake.settings.manifest_path.write_bytes(saved)
+    assert result.returncode == 65 and "restore the manifest" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compact_works_while_postgres_is_down(lake: Lake, source_db: SourceDb):
+    for offset in (0, 10):
+        readings(source_db, ["a", "b"], count=3, offset=offset)
+        lake.run("dbt", "run", **NO_TRIGGER)
+    rows = lake.rows()
+    assert max_files_per_shard_day(lake) == 2
+    down = {"TSLAKE_PG_DSN": "host=127.0.0.1 port=1 dbname=x user=nobody"}
+    assert lake.run("dbt", "run", check=False, **down).returncode != 0  # a tick needs it
+    report = json.loads(lake.run("tslake", "compact", **down).stdout)
+    assert report["metrics/v1"]["shard_days"] >= 1
+    assert max_files_per_shard_day(lake) == 1 and lake.rows() == rows
 
 
 def test_tick_and_compaction_at_once_keep_both_commits(lake: Lake, source_db: SourceDb):
