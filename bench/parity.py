@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,8 @@ def main() -> None:
                 conn.execute(f"drop database if exists {DATABASE} with (force)")
             if own_server:
                 devdb.stop(work / "pgdata")
+            if args.work is None:
+                shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -21,12 +22,13 @@ from typing import Any
 
 import duckdb
 
-from bench import dataset, measure
+from bench import dataset, layout, measure
 from runner.config import PROJECT_ROOT, Settings
 from runner.query import series_sql
 
 BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
 MARK_START, MARK_END = "<!-- readers -->", "<!-- /readers -->"
+SENSOR = "s0042"
 
 
 def best_of(runs: int, action: Callable[[], Any]) -> float:
@@ -63,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([str(PROJECT_ROOT / ".venv/bin/tslake"), "backfill", "--days",
                         str(int(args.days) + 1)], cwd=PROJECT_ROOT, env=env, check=True,
                        capture_output=True)
-        results = compare(server, Settings.from_env(env), args.runs)
+        settings = Settings.from_env(env)
+        results = compare(server, settings, args.runs)
+        layouts = layout.compare(settings, work / "layouts", sensor=SENSOR, runs=args.runs)
     finally:
         dataset.stop(server)
-    write_section(table, results, args.runs)
+        shutil.rmtree(work, ignore_errors=True)
+    write_section(table, results, args.runs, layouts)
     print(json.dumps(results, indent=2))
+    for variant in layouts:
+        print(variant)
     return 0
 
 
@@ -83,7 +90,7 @@ def compare(server: dataset.Server, settings: Settings, runs: int) -> dict[str, 
     (end,) = source.execute("select max(ts) from metrics").fetchone() or (None,)
     assert end is not None, "the benchmark table is empty"
     start = end - timedelta(days=7)
-    week = {"s": "s0042", "d0": start.date(), "d1": end.date(), "t0": start, "t1": end}
+    week = {"s": SENSOR, "d0": start.date(), "d1": end.date(), "t0": start, "t1": end}
     hourly = ("select sensor_id, date_trunc('hour', ts) as t, avg(value) as v from {metrics} "
               "group by 1, 2")
     lake_week = ("select ts as t, value as v from lake.metrics where sensor_id = $s"
@@ -136,7 +143,8 @@ def compare(server: dataset.Server, settings: Settings, runs: int) -> dict[str, 
     return results
 
 
-def write_section(table: dataset.Table, results: dict[str, Any], runs: int) -> None:
+def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
+                  layouts: list[layout.Layout]) -> None:
     lines = [MARK_START, "## Readers: the lake vs Postgres, same data, same run", "",
              f"Table: {table.rows:,} rows ({table.sensors} sensors, {table.days:g} days); lake "
              "backfilled with `tslake backfill`; DuckDB attaches `_state/lake.duckdb` and reads "
@@ -161,7 +169,8 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int) -> N
               "ICU's calendar per row, see docs/ARCHITECTURE.md, \"Reader layout\"). The view "
               "query prunes with `shard = lake.metrics_shard($s)` and a `date` range; the last "
               "row runs `tslake query`'s SQL (`runner.query.series_sql`: the files of those "
-              "dates and that shard, named from the manifest) on the same connection.", MARK_END]
+              "dates and that shard, named from the manifest) on the same connection.", ""]
+    lines += layout.markdown(layouts) + [MARK_END]
     section = "\n".join(lines)
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
     if MARK_START in text:
