@@ -20,7 +20,7 @@ import logging
 import queue
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +174,14 @@ class BackfillRun:
 
     def _commit(self, day: _Day) -> None:
         """Wait for a day's tasks, then commit its files and the progress record at once."""
-        wait(day.futures)
+        try:
+            for future in day.futures:
+                # Not concurrent.futures.wait(): a future that close() cancels before it ran
+                # never wakes wait() (its waiters are only told when a worker picks it up),
+                # so the committer, and close() joining it, hung after a failed day.
+                future.exception()
+        except CancelledError:
+            return  # the run is closing
         if self._failure is not None:
             return
         try:

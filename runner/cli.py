@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from runner import __version__, logs, parity_report, progress
+from runner import __version__, logs, parity_report, progress, publish
 from runner.compaction import compact as compact_lake
 from runner.compaction import parse_date
 from runner.config import Settings
@@ -25,7 +25,6 @@ from runner.launchd import (
     install,
     spec_from_options,
 )
-from runner.lock import lake_lock
 from runner.manifest import load as load_manifest
 from runner.output import write_result
 from runner.parity import run_parity
@@ -74,7 +73,7 @@ def tick(dataset: str | None) -> None:
     Prints the tick's summary as JSON.
     """
     settings = _settings()
-    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake tick"):
+    with publish.writing(settings, "tslake tick"):
         run_dbt(settings, ["run"], dataset=dataset)
     _print_json(_last_runs(settings, dataset))
 
@@ -94,7 +93,7 @@ def backfill(days: int, replace_existing: bool, dataset: str | None) -> None:
     """
     settings = _settings()
     display = progress.ProgressDisplay()
-    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake backfill"), \
+    with publish.writing(settings, "tslake backfill"), \
             display, progress.listening(display):
         run_dbt(settings, ["run"], dataset=dataset,
                 variables={"backfill_days": days, "replace_existing": replace_existing})

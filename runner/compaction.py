@@ -16,11 +16,10 @@ import re
 from datetime import date as Date
 from typing import Any
 
-from runner import manifest
+from runner import manifest, publish
 from runner.config import Settings
 from runner.dbt_runner import run_dbt
 from runner.errors import ConfigError
-from runner.lock import lake_lock
 
 ON_DEMAND_MIN_FILES = 1  # `tslake compact`: every shard-day that is not one file yet
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -55,7 +54,7 @@ def compact(settings: Settings, *, dataset: str | None = None,
         arguments["date"] = date
     from runner import dbt_plugin  # imports dbt (about a second): only when compacting
 
-    with (lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake compact"),
+    with (publish.writing(settings, "tslake compact"),
           dbt_plugin.without_source()):  # compaction reads no Postgres: works while it is down
         run_dbt(settings, ["run-operation", "lake_compact"], macro_args=arguments)
     report: dict[str, Any] = {}

@@ -10,13 +10,15 @@ from typing import Any
 import yaml
 
 from runner.config import PROJECT_ROOT, Settings
-from runner.errors import TslakeError
+from runner.errors import PublishError, TslakeError
 
 log = logging.getLogger("tslake.dbt")
 
 # dbt events worth an operator's line: our own `log(..., info=True)` messages, and errors.
 _FORWARDED_EVENTS = {"JinjaLogInfo", "RunResultError", "RunResultFailure"}
 _OPERATION_ERROR = "Encountered an error while running operation: "
+# strerror of ENOSPC and EDQUOT (Linux and macOS), as DuckDB and Python repeat them.
+_DISK_FULL = ("No space left on device", "Disk quota exceeded")
 
 
 class DbtRunError(TslakeError):
@@ -69,9 +71,12 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     cause = _tslake_cause(result.exception) or dbt_plugin.last_error
     if cause is not None:
         raise cause
-    if operation_errors:
-        raise DbtRunError(f"dbt {command[0]} failed: {_one_line(operation_errors[0])}")
-    raise DbtRunError(f"dbt {command[0]} failed: {_first_error(result)}")
+    message = _one_line(operation_errors[0]) if operation_errors else _first_error(result)
+    if any(text in message for text in _DISK_FULL):
+        raise PublishError(f"dbt {command[0]} failed, a disk is full: {message}; what the run "
+                           "had not committed is discarded: free space there (`tslake "
+                           "retention` moves old days to TSLAKE_COLD_PATH) and run again")
+    raise DbtRunError(f"dbt {command[0]} failed: {message}")
 
 
 def _tslake_cause(error: BaseException | None) -> TslakeError | None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,9 @@ from typing import Any
 from runner import manifest, tiers, views
 from runner.config import Settings
 from runner.durable import durable_rename, fsync_path, write_json_atomic
-from runner.errors import ManifestError, PublishError
+from runner.errors import ManifestError, PublishError, TslakeError
 from runner.failpoints import failpoint
-from runner.lock import acquire
+from runner.lock import acquire, lake_lock
 
 log = logging.getLogger("tslake.publish")
 
@@ -89,6 +91,24 @@ def open_write(settings: Settings, dataset: str, purpose: str,
     remove_leftovers(settings, document)
     views.refresh_if_stale(settings, document)
     return int(document["generation"])
+
+
+@contextmanager
+def writing(settings: Settings, purpose: str) -> Iterator[None]:
+    """The lake's lock around a writing command (tick, backfill, repair, compact). If the
+    command fails, what it left uncommitted is removed before the lock is released: a run
+    that failed on a full disk must not keep the disk full of its own `*.tmp` files."""
+    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, purpose):
+        try:
+            yield
+        except TslakeError:
+            try:
+                document = manifest.load(settings.manifest_path)
+                if document is not None:
+                    remove_leftovers(settings, document)
+            except (TslakeError, OSError) as error:  # the next command tries again
+                log.warning("could not remove the failed run's files yet: %s", error)
+            raise
 
 
 def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
@@ -192,7 +212,12 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     else:
         due += replaced
     failpoint(step + "before_manifest_replace")
-    manifest.save(settings.manifest_path, document)  # the commit point
+    try:
+        manifest.save(settings.manifest_path, document)  # the commit point
+    except OSError as error:
+        raise PublishError(f"cannot write {settings.manifest_path}: {error.strerror}; nothing "
+                           f"of run {run_id} was committed: free space or fix permissions "
+                           "there and run again") from error
     failpoint(step + "after_manifest_replace")
 
     write_json_atomic(settings.replication_path, replication_state(document))

@@ -15,7 +15,6 @@ from runner import manifest, publish, retention
 from runner.config import Settings
 from runner.dbt_runner import run_dbt
 from runner.errors import ConfigError, ManifestError
-from runner.lock import lake_lock
 from runner.window import days_in
 
 
@@ -45,7 +44,7 @@ def run_repair(settings: Settings, lo: datetime, hi: datetime,
     days = repair_days(settings, lo, hi, dataset)
     if dataset is not None:
         publish.dataset_root(settings, dataset)  # validates the name before dbt runs
-    with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake repair"):
+    with publish.writing(settings, "tslake repair"):
         run_dbt(settings, ["run"], dataset=dataset, variables={"repair_dates": days})
     document = manifest.load(settings.manifest_path) or {"datasets": {}}
     report: dict[str, Any] = {"days": days, "datasets": {}}
