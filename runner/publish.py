@@ -106,7 +106,9 @@ def writing(settings: Settings, purpose: str) -> Iterator[None]:
                 document = manifest.load(settings.manifest_path)
                 if document is not None:
                     remove_leftovers(settings, document)
-            except (TslakeError, OSError) as error:  # the next command tries again
+            except TslakeError:
+                pass  # e.g. an unreadable manifest: the error being raised says so already
+            except OSError as error:  # the next command tries again
                 log.warning("could not remove the failed run's files yet: %s", error)
             raise
 
