@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest
+from runner import manifest, sqlmacros
 from runner.config import Settings
 from runner.connection import SOURCE_CATALOG, sql_literal
 from runner.durable import durable_rename, fsync_path
@@ -96,8 +96,8 @@ union all by name
 
 
 def shard_sql(sensor_id: str, entry: dict[str, Any]) -> str:
-    """SPEC section 3's shard formula in DuckDB SQL, as in macros/lake/shard_of.sql."""
-    return f"(('0x' || left(md5({sensor_id}), 8))::ubigint % {int(entry['shards'])})::integer"
+    """SPEC section 3's shard formula in DuckDB SQL: the dbt macro `shard_of` itself."""
+    return sqlmacros.render("shard_of", sensor_id=sensor_id, shards=int(entry["shards"]))
 
 
 def shard_macro_sql(dataset: str, entry: dict[str, Any]) -> str:
