@@ -94,8 +94,7 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
     if not parts:
         return None
     if multi:  # only shard-days with several files can repeat a key
-        parts[-1] += (" qualify row_number() over (partition by sensor_id, ts "
-                      "order by inserted_at desc) = 1")
+        parts[-1] += " " + views.NEWEST_PER_KEY
     rows = " union all ".join(f"({part})" for part in parts)
     if width is None:
         return f"select sensor_id, ts, value, quality from ({rows}) order by sensor_id, ts", params

@@ -37,6 +37,12 @@ _EMPTY = ("select null::varchar as sensor_id, null::timestamptz as ts, null::dou
           "null::integer as shard where false")
 
 
+# The newest version of each key among rows that may repeat one (several files of a
+# shard-day, the Postgres tail); views and `tslake query` append it to their SELECT.
+NEWEST_PER_KEY = ("qualify row_number() over (partition by sensor_id, ts "
+                  "order by inserted_at desc) = 1")
+
+
 def view_name(dataset: str) -> str:
     """`metrics/v1` -> `metrics` (SPEC's reader view name)."""
     return dataset.split("/")[0]
@@ -65,8 +71,8 @@ def lake_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> st
     if single:
         parts.append(f"select * from read_parquet({_list(single)}, {_READ_OPTIONS})")
     if multi:
-        parts.append(f"select * from read_parquet({_list(multi)}, {_READ_OPTIONS}) qualify "
-                     "row_number() over (partition by sensor_id, ts order by inserted_at desc) = 1")
+        parts.append(f"select * from read_parquet({_list(multi)}, {_READ_OPTIONS}) "
+                     f"{NEWEST_PER_KEY}")
     body = "\nunion all by name\n".join(f"({part})" for part in parts) or _EMPTY
     return f"create or replace view {view_name(dataset)} as\n{body};\n"
 
@@ -86,7 +92,7 @@ with tail as (
     select sensor_id::varchar as sensor_id, ts::timestamptz as ts, value::double as value,
            quality, inserted_at::timestamptz as inserted_at
     from postgres_query({sql_literal(SOURCE_CATALOG)}, {sql_literal(tail_query)})
-    qualify row_number() over (partition by sensor_id, ts order by inserted_at desc) = 1
+    {NEWEST_PER_KEY}
 )
 (select * from {name} anti join tail using (sensor_id, ts))
 union all by name
