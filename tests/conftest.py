@@ -91,6 +91,9 @@ def source_db(pg_server: dict[str, str]) -> Iterator[SourceDb]:
     admin.execute(f'drop database "{name}" with (force)')
 
 
+NO_TRIGGER = {"TSLAKE_COMPACT_MIN_FILES": "1000"}  # ticks that never compact
+
+
 class Lake:
     """A lake directory plus the environment that points tslake and dbt at it."""
 
@@ -106,6 +109,11 @@ class Lake:
             "DBT_TARGET_PATH": str(root / "dbt-target"),
             "DBT_LOG_PATH": str(root / "dbt-logs"),
         }
+        self.settings = Settings.from_env(self.env)
+
+    def configure(self, **env: str) -> None:
+        """Set environment variables for every later run, and the settings they make."""
+        self.env.update(env)
         self.settings = Settings.from_env(self.env)
 
     def run(self, *args: str, check: bool = True, timeout: float = 300,

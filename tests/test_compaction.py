@@ -13,6 +13,7 @@ import pytest
 
 from conftest import (
     BIN,
+    NO_TRIGGER,
     Lake,
     SourceDb,
     assert_clean_disk,
@@ -23,8 +24,6 @@ from conftest import (
 from runner.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
-
-NO_TRIGGER = {"TSLAKE_COMPACT_MIN_FILES": "1000"}  # ticks that never compact
 
 
 def readings(db: SourceDb, sensors: list[str], day: date | None = None, *, count: int = 5,

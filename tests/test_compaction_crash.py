@@ -17,6 +17,7 @@ import pytest
 
 from conftest import (
     BIN,
+    NO_TRIGGER,
     Lake,
     SourceDb,
     assert_clean_disk,
@@ -29,7 +30,6 @@ from runner.failpoints import COMPACT_FAILPOINTS
 pytestmark = pytest.mark.integration
 
 SENSORS = [f"field-{n}/soil" for n in range(16)]  # every shard gets rows
-NO_TRIGGER = {"TSLAKE_COMPACT_MIN_FILES": "1000"}
 
 
 def add_work(lake: Lake, db: SourceDb, round_number: int) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from conftest import Lake, SourceDb, canonical, source_rows
-from runner.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +41,7 @@ def readings(db: SourceDb, count: int, *, offset: int = 0) -> None:
 
 def test_a_full_disk_fails_the_tick_in_one_line_and_loses_nothing(
         lake: Lake, source_db: SourceDb, small_disk: Path):
-    lake.env["TSLAKE_HOT_PATH"] = str(small_disk / "hot")
-    lake.settings = Settings.from_env(lake.env)
+    lake.configure(TSLAKE_HOT_PATH=str(small_disk / "hot"))
     readings(source_db, 2_000)
     lake.run("tslake", "tick")
     committed = lake.manifest()
@@ -64,8 +62,7 @@ def test_a_full_disk_fails_the_tick_in_one_line_and_loses_nothing(
 
 def test_a_backfill_that_fills_the_disk_keeps_its_committed_days_and_resumes(
         lake: Lake, source_db: SourceDb, small_disk: Path):
-    lake.env["TSLAKE_HOT_PATH"] = str(small_disk / "hot")
-    lake.settings = Settings.from_env(lake.env)
+    lake.configure(TSLAKE_HOT_PATH=str(small_disk / "hot"))
     readings(source_db, 400_000)  # ~4.6 days of rows, ~5 MiB of Parquet
 
     failed = lake.run("tslake", "backfill", "--days", "6", check=False)

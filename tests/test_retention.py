@@ -18,7 +18,7 @@ import pytest
 
 from conftest import BIN, Lake, SourceDb
 from runner import synthetic
-from runner.config import PROJECT_ROOT, Settings
+from runner.config import PROJECT_ROOT
 from runner.failpoints import RETENTION_FAILPOINTS
 
 pytestmark = pytest.mark.integration
@@ -27,8 +27,7 @@ pytestmark = pytest.mark.integration
 def use_cold_path(lake: Lake, cold: Path) -> Path:
     """Point the lake at a cold tier (the directory must exist, like a mounted NAS)."""
     cold.mkdir(parents=True, exist_ok=True)
-    lake.env["TSLAKE_COLD_PATH"] = str(cold)
-    lake.settings = Settings.from_env(lake.env)
+    lake.configure(TSLAKE_COLD_PATH=str(cold))
     return cold
 
 
@@ -127,8 +126,7 @@ def test_a_missing_cold_path_is_reported_and_ticks_go_on(lake: Lake, source_db: 
                                                          tmp_path: Path):
     fill(source_db, sensors=2, days=5, cadence=3600)
     lake.run("dbt", "run", "--vars", "{backfill_days: 5}")
-    lake.env["TSLAKE_COLD_PATH"] = str(tmp_path / "nas-not-mounted")
-    lake.settings = Settings.from_env(lake.env)
+    lake.configure(TSLAKE_COLD_PATH=str(tmp_path / "nas-not-mounted"))
     before = lake.dataset()["partitions"]
     result = lake.run("tslake", "retention", check=False, TSLAKE_HOT_RETENTION_DAYS="2")
     assert result.returncode == 74
