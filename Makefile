@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install  ## embedded Postgres + synthetic metrics -> backfill, tick, inspect, parity
-	$(BIN)/python -m runner.demo
+	$(BIN)/python -m runner.dev.demo
 
 test: install  ## the whole suite (unit + integration against a real Postgres)
 	$(BIN)/pytest

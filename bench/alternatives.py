@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from runner.config import Settings
-from runner.connection import connect
+from runner.postgres.connection import connect
 
 COLUMNS = "sensor_id, ts, value, quality, inserted_at"
 SHARD = "(('0x' || left(md5(sensor_id), 8))::ubigint % 8)::integer"

@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from runner import synthetic
 from runner.config import PROJECT_ROOT
+from runner.dev import synthetic
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,11 @@ class Server:
 
 
 def start(pgdata: Path, version: int) -> Server:
-    """Start a PostgreSQL `version` (16 or 18) server in `pgdata` via runner.devdb; the
+    """Start a PostgreSQL `version` (16 or 18) server in `pgdata` via runner.dev.devdb; the
     bundled server version is chosen by PGSERVER_POSTGRES_VERSION, read at import time, hence
     the subprocess."""
     result = subprocess.run(
-        [sys.executable, "-m", "runner.devdb", "start", "--dir", str(pgdata),
+        [sys.executable, "-m", "runner.dev.devdb", "start", "--dir", str(pgdata),
          "--database", "postgres"], cwd=PROJECT_ROOT, capture_output=True, text=True,
         env={**os.environ, "PGSERVER_POSTGRES_VERSION": str(version)}, check=False)
     if result.returncode != 0:
@@ -57,7 +57,7 @@ def start(pgdata: Path, version: int) -> Server:
 
 
 def stop(server: Server) -> None:
-    subprocess.run([sys.executable, "-m", "runner.devdb", "stop", "--dir", str(server.pgdata)],
+    subprocess.run([sys.executable, "-m", "runner.dev.devdb", "stop", "--dir", str(server.pgdata)],
                    cwd=PROJECT_ROOT, capture_output=True, check=False)
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest, views
 from runner.config import Settings
-from runner.query import shard_of
+from runner.core import manifest
+from runner.readers import views
+from runner.readers.query import shard_of
 
 DATASET = "metrics/v1"
 VARIANTS = {

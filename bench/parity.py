@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from runner import devdb, synthetic
 from runner.config import PROJECT_ROOT
+from runner.dev import devdb, synthetic
 
 BIN = Path(sys.executable).parent
 DATABASE = "tslake_bench"

@@ -24,7 +24,7 @@ import duckdb
 
 from bench import dataset, layout, measure
 from runner.config import PROJECT_ROOT, Settings
-from runner.query import series_sql
+from runner.readers.query import series_sql
 
 BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
 MARK_START, MARK_END = "<!-- readers -->", "<!-- /readers -->"
@@ -168,8 +168,8 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
               "fast on DuckDB's TIMESTAMPTZ; `time_bucket` and casts to TIMESTAMP are what walk "
               "ICU's calendar per row, see docs/ARCHITECTURE.md, \"Reader layout\"). The view "
               "query prunes with `shard = lake.metrics_shard($s)` and a `date` range; the last "
-              "row runs `tslake query`'s SQL (`runner.query.series_sql`: the files of those "
-              "dates and that shard, named from the manifest) on the same connection.", ""]
+              "row runs `tslake query`'s SQL (`runner.readers.query.series_sql`: the files of "
+              "those dates and that shard, named from the manifest) on the same connection.", ""]
     lines += layout.markdown(layouts) + [MARK_END]
     section = "\n".join(lines)
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"

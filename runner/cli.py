@@ -10,30 +10,33 @@ from typing import Any
 
 import click
 
-from runner import __version__, logs, parity_report, progress, publish
-from runner.compaction import compact as compact_lake
-from runner.compaction import parse_date
+from runner import __version__
+from runner.cli_params import parse_sensor_ids, parse_window
 from runner.config import Settings
-from runner.connection import SourceConninfo
-from runner.dbt_runner import run_dbt
+from runner.core import publish
+from runner.core.manifest import load as load_manifest
+from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError, ParityMismatchError, TslakeError
-from runner.inspect import inspect_lake
-from runner.launchd import (
+from runner.ops import parity_report, progress
+from runner.ops.compaction import compact as compact_lake
+from runner.ops.compaction import parse_date
+from runner.ops.parity import run_parity
+from runner.ops.repair import run_repair
+from runner.ops.retention import run_retention
+from runner.postgres.connection import SourceConninfo
+from runner.readers.inspect import inspect_lake
+from runner.readers.output import write_result
+from runner.readers.query import AGGREGATES, parse_time, series
+from runner.readers.views import render_sql as render_views_sql
+from runner.service import logs
+from runner.service.launchd import (
     DEFAULT_DATA_ROOT,
     DEFAULT_HTTP_PORT,
     DEFAULT_USER,
     install,
     spec_from_options,
 )
-from runner.manifest import load as load_manifest
-from runner.output import write_result
-from runner.parity import run_parity
-from runner.query import AGGREGATES, parse_time, series
-from runner.repair import run_repair
-from runner.retention import run_retention
-from runner.service import ReplicationService
-from runner.views import render_sql as render_views_sql
-from runner.window import parse_sensor_ids, parse_window
+from runner.service.loop import ReplicationService
 
 log = logging.getLogger("tslake")
 

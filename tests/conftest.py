@@ -21,8 +21,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from runner import devdb, manifest, synthetic
 from runner.config import PROJECT_ROOT, Settings
+from runner.core import manifest
+from runner.dev import devdb, synthetic
 
 BIN = Path(sys.executable).parent
 _database_numbers = itertools.count()

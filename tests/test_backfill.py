@@ -13,8 +13,9 @@ import duckdb
 import pytest
 
 from conftest import Lake, SourceDb, source_rows
-from runner import lock, synthetic
-from runner.manifest import parse_rfc3339
+from runner.core import lock
+from runner.core.manifest import parse_rfc3339
+from runner.dev import synthetic
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ import pytest
 from test_backfill import exact, expected_window
 
 from conftest import BIN, Lake, SourceDb, source_rows
-from runner import synthetic
 from runner.config import PROJECT_ROOT
-from runner.manifest import parse_rfc3339
+from runner.core.manifest import parse_rfc3339
+from runner.dev import synthetic
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from conftest import (
     max_files_per_shard_day,
 )
 from runner.config import PROJECT_ROOT
-from runner.failpoints import COMPACT_FAILPOINTS
+from runner.core.failpoints import COMPACT_FAILPOINTS
 
 pytestmark = pytest.mark.integration
 

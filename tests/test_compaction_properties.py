@@ -36,8 +36,8 @@ from conftest import (
     assert_newest_view_matches_source,
     max_files_per_shard_day,
 )
-from runner import synthetic
-from runner.failpoints import COMPACT_FAILPOINTS, PUBLISH_FAILPOINTS
+from runner.core.failpoints import COMPACT_FAILPOINTS, PUBLISH_FAILPOINTS
+from runner.dev import synthetic
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import BIN, Lake, SourceDb, source_rows
 from runner.config import PROJECT_ROOT
-from runner.failpoints import PUBLISH_FAILPOINTS
-from runner.manifest import parse_rfc3339
+from runner.core.failpoints import PUBLISH_FAILPOINTS
+from runner.core.manifest import parse_rfc3339
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""The embedded dev server (runner.devdb) and the synthetic data (runner.synthetic), end to end."""
+"""The embedded dev server (runner.dev.devdb) and the synthetic data (runner.dev.synthetic),
+end to end."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runner import devdb, synthetic
+from runner.dev import devdb, synthetic
 
 pytestmark = pytest.mark.integration
 
@@ -85,12 +86,12 @@ def test_start_is_idempotent_and_returns_a_working_env(server: tuple[Path, dict]
 
 def test_cli_in_a_fresh_process_prints_only_eval_able_exports(server: tuple[Path, dict]) -> None:
     pgdata, env = server
-    out = _cli("runner.devdb", "start", "--dir", str(pgdata), "--database", DATABASE)
+    out = _cli("runner.dev.devdb", "start", "--dir", str(pgdata), "--database", DATABASE)
     assert all(line.startswith("export PG") for line in out.splitlines()), out
     shown = subprocess.run(["bash", "-c", 'eval "$1" && echo "$PGHOST|$PGPORT|$PGDATABASE"', "_",
                             out], check=True, capture_output=True, text=True).stdout.strip()
     assert shown == f"{env['PGHOST']}|{env['PGPORT']}|{DATABASE}"
-    assert _cli("runner.devdb", "env", "--dir", str(pgdata), "--database", DATABASE) == out
+    assert _cli("runner.dev.devdb", "env", "--dir", str(pgdata), "--database", DATABASE) == out
 
 
 def test_stop_then_start_keeps_the_data(server: tuple[Path, dict]) -> None:
@@ -269,7 +270,7 @@ def test_insert_live_upserts_with_the_database_clock(db: tuple, hypertable_like:
 def test_synthetic_cli(server: tuple[Path, dict]) -> None:
     _, env = server
     table = f"cli{next(_names)}"
-    out = _cli("runner.synthetic", "--table", table, "create", "--hypertable-like", env=env)
+    out = _cli("runner.dev.synthetic", "--table", table, "create", "--hypertable-like", env=env)
     assert out.startswith("created hypertable-like table public.") and out.count("\n") == 1
-    out = _cli("runner.synthetic", "--table", table, "live", "--sensors", "5", env=env)
+    out = _cli("runner.dev.synthetic", "--table", table, "live", "--sensors", "5", env=env)
     assert re.fullmatch(rf"wrote 5 live rows to public\.{table} in [\d.]+ s\n", out)

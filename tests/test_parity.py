@@ -14,8 +14,9 @@ import duckdb
 import pytest
 
 from conftest import Lake, SourceDb
-from runner import publish, synthetic
-from runner.manifest import parse_rfc3339
+from runner.core import publish
+from runner.core.manifest import parse_rfc3339
+from runner.dev import synthetic
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +126,7 @@ def add_a_lake_row(lake: Lake, db: SourceDb, day: str) -> tuple[str, set[str], b
     publish.publish_segments(settings, "metrics/v1", run_id=run_id, generation=generation,
                              kind="part", watermark=None, files=[publish.StagedFile(
                                  date=day, shard=shard, rows=1, path=str(tmp))])
-    from runner import lock
+    from runner.core import lock
     lock.release(settings.lock_path)
     return "differs", {"s0006"}, False
 

@@ -15,10 +15,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from runner import parity_report, retention, sqlmacros, synthetic, tiers
+from runner.cli_params import days_in, parse_instant, parse_sensor_ids, parse_window
 from runner.config import PROJECT_ROOT
+from runner.core import tiers
+from runner.dbt_bridge import sqlmacros
+from runner.dev import synthetic
 from runner.errors import ColdTierError, ConfigError
-from runner.window import days_in, parse_instant, parse_sensor_ids, parse_window
+from runner.ops import parity_report, retention
 
 pytestmark = pytest.mark.unit
 
@@ -102,8 +105,8 @@ def test_cold_copy_crosses_filesystems_and_verifies(tmp_path: Path):
 
 
 def test_cold_leftovers_are_found_through_the_record_of_cold_writes(tmp_path: Path):
-    from runner import manifest
     from runner.config import Settings
+    from runner.core import manifest
 
     settings = Settings.from_env({"TSLAKE_DATA_ROOT": str(tmp_path),
                                   "TSLAKE_COLD_PATH": str(tmp_path / "cold")})

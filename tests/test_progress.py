@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import progress
 from runner.config import Settings
+from runner.ops import progress
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ def test_display_is_a_live_line_on_a_terminal_and_log_lines_otherwise(
 
 
 def test_failpoint_can_wait_for_its_nth_hit(tmp_path: Path):
-    script = ("from runner.failpoints import failpoint\n"
+    script = ("from runner.core.failpoints import failpoint\n"
               "for i in range(5):\n    print(i, flush=True)\n    failpoint('step')\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "TSLAKE_FAILPOINT": "step#3"})

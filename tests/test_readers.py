@@ -12,9 +12,9 @@ import duckdb
 import pytest
 
 from conftest import Lake, SourceDb, canonical, source_rows
-from runner.connection import connect
-from runner.manifest import parse_rfc3339
-from runner.query import shard_of
+from runner.core.manifest import parse_rfc3339
+from runner.postgres.connection import connect
+from runner.readers.query import shard_of
 
 pytestmark = pytest.mark.integration
 

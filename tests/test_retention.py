@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, Lake, SourceDb
-from runner import synthetic
 from runner.config import PROJECT_ROOT
-from runner.failpoints import RETENTION_FAILPOINTS
+from runner.core.failpoints import RETENTION_FAILPOINTS
+from runner.dev import synthetic
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from conftest import BIN, Lake, SourceDb, source_rows
-from runner import devdb, launchd, synthetic
 from runner.config import PROJECT_ROOT
+from runner.dev import devdb, synthetic
+from runner.service import launchd
 
 pytestmark = pytest.mark.integration
 
@@ -215,4 +216,4 @@ def test_committed_reference_units_match_the_renderer(tmp_path: Path):
     for path in written:
         committed = PROJECT_ROOT / "launchd" / path.name
         assert committed.read_bytes() == path.read_bytes(), (
-            f"launchd/{path.name} is stale: run .venv/bin/python -m runner.launchd")
+            f"launchd/{path.name} is stale: run .venv/bin/python -m runner.service.launchd")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import Lake, SourceDb, source_rows
-from runner import synthetic
-from runner.manifest import parse_rfc3339
+from runner.core.manifest import parse_rfc3339
+from runner.dev import synthetic
 
 pytestmark = pytest.mark.integration
 

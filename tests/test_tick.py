@@ -85,7 +85,7 @@ def test_files_are_sorted_sharded_and_named_as_the_spec_says(lake: Lake, source_
 
 
 def test_awkward_values_round_trip_exactly(lake: Lake, source_db: SourceDb):
-    from runner import synthetic
+    from runner.dev import synthetic
     with source_db.connect() as conn:
         synthetic.insert_awkward_rows(conn, end=source_db.now())
     source_db.execute("update metrics set inserted_at = now()")  # inside the first window
@@ -179,7 +179,7 @@ def test_tick_reads_the_inserted_at_index_not_the_table(lake: Lake, source_db: S
 
 
 def test_second_writer_waits_then_reports_a_busy_lake(lake: Lake, source_db: SourceDb):
-    from runner import lock
+    from runner.core import lock
     lake.run("dbt", "run")
     before = lake.manifest()
     lock.acquire(lake.settings.lock_path, 0, "test holder")
@@ -230,7 +230,7 @@ def test_inspect_reports_paths_watermark_and_partitions(lake: Lake, source_db: S
 
 
 def lake_time(text: str):
-    from runner.manifest import parse_rfc3339
+    from runner.core.manifest import parse_rfc3339
     return parse_rfc3339(text)
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 import pytest
 
-from runner import lock, manifest
 from runner.cli import cli
-from runner.compaction import parse_date
 from runner.config import Settings
-from runner.connection import SourceConninfo, sql_literal
+from runner.core import lock, manifest
 from runner.errors import ConfigError, LakeBusyError, ManifestError
+from runner.ops.compaction import parse_date
+from runner.postgres.connection import SourceConninfo, sql_literal
 
 pytestmark = pytest.mark.unit
 
@@ -149,7 +149,8 @@ def test_lock_is_reentrant_in_process_and_exclusive_across_processes(tmp_path: P
             pass
         # still held after the inner block: another process cannot take it
         probe = subprocess.run(
-            [sys.executable, "-c", "import sys; from runner import lock; from pathlib import Path\n"
+            [sys.executable, "-c", "import sys; from runner.core import lock\n"
+             "from pathlib import Path\n"
              "try:\n lock.acquire(Path(sys.argv[1]), 0.2, 'probe')\nexcept Exception as e:\n"
              " print(type(e).__name__, e); sys.exit(3)", str(path)],
             capture_output=True, text=True)
@@ -160,7 +161,7 @@ def test_lock_is_reentrant_in_process_and_exclusive_across_processes(tmp_path: P
 
 def test_lock_times_out_with_lake_busy(tmp_path: Path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from runner import lock; "
+        [sys.executable, "-c", "import sys, time; from runner.core import lock; "
          "from pathlib import Path; lock.acquire(Path(sys.argv[1]), 0, 'holder'); "
          "print('held', flush=True); time.sleep(30)",
          str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)

@@ -4,8 +4,8 @@
     `replace_files` drops a compaction's inputs in the same commit), 'retention' (move or
     delete partitions past the hot horizon), 'backfill_begin' / 'backfill_day' /
     'backfill_end' (run a backfill day's shard tasks concurrently, commit the day with the
-    progress record; runner/backfill.py).
-    dbt-duckdb's store hook is the bridge: it hands `request` to runner/dbt_plugin.py.
+    progress record; runner/ops/backfill.py).
+    dbt-duckdb's store hook is the bridge: it hands `request` to runner/dbt_bridge/plugin.py.
 -#}
 {% macro lake_call(action) %}
     {%- set allowed = ['open', 'prepare', 'publish', 'retention', 'backfill_begin', 'backfill_day', 'backfill_end'] -%}

@@ -3,7 +3,7 @@
     manifest commit (like `backfill --replace-existing`, for chosen days), so rows deleted
     or rewritten in Postgres without a new inserted_at reach the lake. Rows are capped at
     inserted_at <= the committed watermark, which does not move. A day in the cold tier
-    stays cold (runner/tiers.py places its new files there).
+    stays cold (runner/core/tiers.py places its new files there).
 -#}
 {% macro lake_repair(model_sql, dataset, run_id, lake) %}
     {%- set cap = lake['computed_through_ts'] -%}

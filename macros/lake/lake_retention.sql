@@ -1,7 +1,7 @@
 {#-
     The lake models' post-hook (dbt_project.yml): after the run's commits, move partitions
     older than TSLAKE_HOT_RETENTION_DAYS to the cold tier, or delete them without one
-    (runner/retention.py). Renders no SQL; best effort: a failure is logged as a warning.
+    (runner/ops/retention.py). Renders no SQL; best effort: a failure is logged as a warning.
 -#}
 {% macro lake_retention() %}
     {%- if execute -%}

@@ -19,7 +19,7 @@ PUBLISH_FAILPOINTS = ("after_data_rename", "before_manifest_replace", "after_man
 COMPACT_FAILPOINTS = ("compact_before_data_rename", "compact_after_data_rename",
                       "compact_before_manifest_replace", "compact_after_manifest_replace",
                       "compact_after_first_delete")
-# The steps of a retention move of one partition, in order (runner/retention.py).
+# The steps of a retention move of one partition, in order (runner/ops/retention.py).
 RETENTION_FAILPOINTS = ("retention_after_cold_copy", "retention_before_manifest_replace",
                         "retention_after_manifest_replace", "retention_during_hot_removal")
 

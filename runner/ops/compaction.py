@@ -16,9 +16,9 @@ import re
 from datetime import date as Date
 from typing import Any
 
-from runner import manifest, publish
 from runner.config import Settings
-from runner.dbt_runner import run_dbt
+from runner.core import manifest, publish
+from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError
 
 ON_DEMAND_MIN_FILES = 1  # `tslake compact`: every shard-day that is not one file yet
@@ -52,7 +52,9 @@ def compact(settings: Settings, *, dataset: str | None = None,
         arguments["dataset"] = dataset
     if date is not None:
         arguments["date"] = date
-    from runner import dbt_plugin  # imports dbt (about a second): only when compacting
+    from runner.dbt_bridge import (
+        plugin as dbt_plugin,  # imports dbt (about a second): only when compacting
+    )
 
     with (publish.writing(settings, "tslake compact"),
           dbt_plugin.without_source()):  # compaction reads no Postgres: works while it is down

@@ -6,7 +6,7 @@ take every value as an argument and use nothing of dbt's context but
 provides. The CLI renders them here with values passed as DuckDB expressions
 (`getvariable(...)` for what the user typed, bound as parameters), dbt renders the very
 same files in `dbt test`: one definition of the checksum for both. The reader views
-(runner/views.py) take the shard formula from `shard_of` the same way.
+(runner/readers/views.py) take the shard formula from `shard_of` the same way.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-from runner import devdb, synthetic
 from runner.config import PROJECT_ROOT, Settings
+from runner.dev import devdb, synthetic
 
 BIN = Path(sys.executable).parent
 DAYS = 90
@@ -112,7 +112,7 @@ def main() -> None:
           "   # password in ~/.pgpass\n"
           "# or: export TSLAKE_PG_DSN='host=db.example dbname=farm user=tslake'\n"
           "dbt run    # or: .venv/bin/tslake tick\n"
-          f"Stop the demo database with: {BIN}/python -m runner.devdb stop --dir {pgdata}")
+          f"Stop the demo database with: {BIN}/python -m runner.dev.devdb stop --dir {pgdata}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 def redact(text: str) -> str:
     """Mask passwords in free text (the known source password is masked by its own value
-    in runner.connection; this catches DSNs from anywhere else)."""
+    in runner.postgres.connection; this catches DSNs from anywhere else)."""
     text = _PASSWORD_PATTERNS[0].sub(r"\1***", text)
     return _PASSWORD_PATTERNS[1].sub(r"\1***\3", text)
 

@@ -27,11 +27,12 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest, progress, publish
 from runner.config import Settings
-from runner.connection import SourceConninfo, configure_session
-from runner.durable import fsync_path
+from runner.core import manifest, publish
+from runner.core.durable import fsync_path
 from runner.errors import ManifestError, PublishError, SourceError, TslakeError
+from runner.ops import progress
+from runner.postgres.connection import SourceConninfo, configure_session
 
 log = logging.getLogger("tslake.backfill")
 

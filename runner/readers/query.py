@@ -14,9 +14,10 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest, views
 from runner.config import Settings
+from runner.core import manifest
 from runner.errors import ConfigError
+from runner.readers import views
 
 _BUCKET = re.compile(r"^([1-9][0-9]*)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -3,8 +3,8 @@
 The table comes plain or in TimescaleDB's shape (an empty parent, one inheritance child per
 ISO week). Each function commits its own work unless the caller already holds a transaction.
 
-    python -m runner.synthetic create [--hypertable-like] [--drop]
-    python -m runner.synthetic history --days 90 --sensors 48
+    python -m runner.dev.synthetic create [--hypertable-like] [--drop]
+    python -m runner.dev.synthetic history --days 90 --sensors 48
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def insert_awkward_rows(conn: Conn, *, table: str = "metrics", schema: str = "pu
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; each command prints one line saying what it did."""
-    parser = argparse.ArgumentParser(prog="python -m runner.synthetic",
+    parser = argparse.ArgumentParser(prog="python -m runner.dev.synthetic",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", default="metrics")
     parser.add_argument("--schema", default="public")

@@ -23,10 +23,11 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest, sqlmacros
 from runner.config import Settings
-from runner.connection import SOURCE_CATALOG, sql_literal
-from runner.durable import durable_rename, fsync_path
+from runner.core import manifest
+from runner.core.durable import durable_rename, fsync_path
+from runner.dbt_bridge import sqlmacros
+from runner.postgres.connection import SOURCE_CATALOG, sql_literal
 
 log = logging.getLogger("tslake.views")
 

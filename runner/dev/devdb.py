@@ -6,8 +6,8 @@ It listens only on a unix socket (no TCP), in the data directory or, when that p
 long for a socket (~107 bytes), in a fallback directory under /tmp; the returned `PGHOST`
 is always the directory actually used. As root, postgres runs as system user `pgserver`.
 
-    eval "$(python -m runner.devdb start --dir .tslake/pgdata)"   # exports PGHOST etc.
-    python -m runner.devdb stop --dir .tslake/pgdata
+    eval "$(python -m runner.dev.devdb start --dir .tslake/pgdata)"   # exports PGHOST etc.
+    python -m runner.dev.devdb stop --dir .tslake/pgdata
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def stop(pgdata: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m runner.devdb start|env|stop --dir DIR`: start/env print eval-able exports."""
-    parser = argparse.ArgumentParser(prog="python -m runner.devdb", description=__doc__,
+    """`python -m runner.dev.devdb start|env|stop --dir DIR`: start/env print eval-able exports."""
+    parser = argparse.ArgumentParser(prog="python -m runner.dev.devdb", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("start", "start or reuse the server; print exports"),

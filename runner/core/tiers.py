@@ -29,9 +29,9 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest
 from runner.config import Settings
-from runner.durable import durable_rename, fsync_path, write_json_atomic
+from runner.core import manifest
+from runner.core.durable import durable_rename, fsync_path, write_json_atomic
 from runner.errors import ColdTierError
 
 log = logging.getLogger("tslake.tiers")

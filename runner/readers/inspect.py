@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner import manifest
 from runner.config import Settings
-from runner.publish import dataset_root
+from runner.core import manifest
+from runner.core.publish import dataset_root
 
 
 def inspect_lake(settings: Settings) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Backfill progress: days done / total, rows, rows/s and ETA, and how they are shown.
 
-The executor (runner/backfill.py) emits one event per step: `begin`, `day`, `end`.
+The executor (runner/ops/backfill.py) emits one event per step: `begin`, `day`, `end`.
 `tslake backfill` listens with a `ProgressDisplay`: a live status line on a terminal,
 plain log lines otherwise, and the `end` events feed its JSON summary. Under a plain
 `dbt run` nobody listens, and each event becomes one line of dbt's own log (a `Note`).

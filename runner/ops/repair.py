@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from runner import manifest, publish, retention
+from runner.cli_params import days_in
 from runner.config import Settings
-from runner.dbt_runner import run_dbt
+from runner.core import manifest, publish
+from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError, ManifestError
-from runner.window import days_in
+from runner.ops import retention
 
 
 def repair_days(settings: Settings, lo: datetime, hi: datetime, dataset: str | None) -> list[str]:

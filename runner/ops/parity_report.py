@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.durable import write_json_atomic
-from runner.manifest import parse_rfc3339
+from runner.core.durable import write_json_atomic
+from runner.core.manifest import parse_rfc3339
 
 MAX_TABLE_ROWS = 500  # Markdown tables list differing rows first, then up to this many
 

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import manifest, tiers, views
 from runner.config import Settings
-from runner.durable import durable_rename, fsync_path, write_json_atomic
+from runner.core import manifest, tiers
+from runner.core.durable import durable_rename, fsync_path, write_json_atomic
+from runner.core.failpoints import failpoint
+from runner.core.lock import acquire, lake_lock
 from runner.errors import ManifestError, PublishError, TslakeError
-from runner.failpoints import failpoint
-from runner.lock import acquire, lake_lock
+from runner.readers import views
 
 log = logging.getLogger("tslake.publish")
 

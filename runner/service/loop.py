@@ -21,9 +21,9 @@ import threading
 import time
 from types import FrameType
 
-from runner import manifest
 from runner.config import Settings
-from runner.monitoring import ServiceHealth, ServiceMetrics, TickOutcome, serve
+from runner.core import manifest
+from runner.service.health import ServiceHealth, ServiceMetrics, TickOutcome, serve
 
 log = logging.getLogger("tslake.service")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.config import Settings
-from runner.dbt_runner import run_dbt
+from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError
 
 

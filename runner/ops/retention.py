@@ -16,7 +16,7 @@ and complete; its hot files are leftovers. A reader that follows the manifest se
 partition in exactly one tier at every instant. Without a cold path, step 1 is skipped and
 the commit drops the partition.
 
-Before copying, the date is recorded in `_state/cold-writes.json` (runner/tiers.py), so the
+Before copying, the date is recorded in `_state/cold-writes.json` (runner/core/tiers.py), so the
 next command finds a killed move's cold leftovers without listing the whole NAS.
 
 It runs under the lake lock after every `dbt run` (the lake models' post-hook
@@ -33,12 +33,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from runner import manifest, publish, tiers, views
 from runner.config import Settings
-from runner.durable import write_json_atomic
+from runner.core import manifest, publish, tiers
+from runner.core.durable import write_json_atomic
+from runner.core.failpoints import failpoint
+from runner.core.lock import lake_lock
 from runner.errors import ManifestError
-from runner.failpoints import failpoint
-from runner.lock import lake_lock
+from runner.readers import views
 
 log = logging.getLogger("tslake.retention")
 

@@ -5,7 +5,8 @@ Both sides are aggregated where the rows are: Postgres in one pushed-down
 by DuckDB over the files the committed manifest lists (hot and cold, newest version per
 key). Each group carries a row count, min/max ts and the sum of per-row md5 checksums of
 (ts, value, quality): equal sums mean equal rows, whatever their order. The SQL is the
-dbt project's `macros/parity/` (rendered by runner/sqlmacros.py), the same `dbt test` runs.
+dbt project's `macros/parity/` (rendered by runner/dbt_bridge/sqlmacros.py), the same
+`dbt test` runs.
 
 Level 1 compares per day and shard (or per day and sensor when sensors are named); each
 differing group is drilled into sensors, then hours, then example rows. Keys with a
@@ -22,12 +23,13 @@ from typing import Any
 
 import duckdb
 
-from runner import manifest, sqlmacros
+from runner.cli_params import days_in
 from runner.config import Settings
-from runner.connection import configure_session, connect
-from runner.datasets import source_table
+from runner.core import manifest
+from runner.core.datasets import source_table
+from runner.dbt_bridge import sqlmacros
 from runner.errors import ConfigError, ManifestError, SourceError
-from runner.window import days_in
+from runner.postgres.connection import configure_session, connect
 
 MAX_SHARD_DAYS = 200   # differing (day, shard) groups drilled into sensors
 MAX_SENSOR_DAYS = 50   # differing (day, sensor) groups drilled into hours

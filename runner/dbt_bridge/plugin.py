@@ -9,7 +9,7 @@
   request through `adapter.store_relation(...)`; `config["action"]` names the step.
   `retention` (the lake models' post-hook) is best effort: a failure is a warning, since
   the tick before it has committed; `tslake retention` reports it as an error.
-  The backfill steps hand a day's shard tasks to runner/backfill.py, which runs them on
+  The backfill steps hand a day's shard tasks to runner/ops/backfill.py, which runs them on
   connections of its own to this DuckDB database.
 """
 
@@ -24,16 +24,17 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from duckdb import DuckDBPyConnection
 
-from runner import publish, retention
-from runner.backfill import BackfillRun, Task
 from runner.config import Settings
-from runner.connection import SourceConninfo, configure_database, configure_session
+from runner.core import publish
 from runner.errors import PublishError, TslakeError
+from runner.ops import retention
+from runner.ops.backfill import BackfillRun, Task
+from runner.postgres.connection import SourceConninfo, configure_database, configure_session
 
 log = logging.getLogger("tslake.dbt")
 
 # The last typed error a step raised in this process: `dbt run-operation` swallows the
-# exception, so runner.dbt_runner reads it here to keep the CLI's exit code.
+# exception, so runner.dbt_bridge.invoke reads it here to keep the CLI's exit code.
 last_error: TslakeError | None = None
 _attach_source = True
 

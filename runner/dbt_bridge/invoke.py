@@ -61,7 +61,7 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
 
     # dbt's console output is off (its log file keeps everything): tslake's stdout is for
     # JSON and its stderr for one line per event, the forwarded ones above.
-    from runner import dbt_plugin
+    from runner.dbt_bridge import plugin as dbt_plugin
 
     dbt_plugin.last_error = None
     result = dbtRunner(callbacks=[forward]).invoke(args)

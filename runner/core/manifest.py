@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.durable import write_json_atomic
+from runner.core.durable import write_json_atomic
 from runner.errors import ConfigError, ManifestError
 
 MANIFEST_VERSION = 1
