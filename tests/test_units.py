@@ -56,26 +56,26 @@ def test_bad_settings_are_one_line_errors_naming_the_variable(name: str, value: 
 def test_manifest_add_and_replace_files():
     now = datetime(2026, 1, 22, 10, 15, tzinfo=UTC)
     document = manifest.empty()
-    entry = manifest.dataset(document, "metrics/v1", 8)
+    entry = document.dataset("metrics/v1", 8)
     file = {"date": "2026-01-22", "shard": 3, "rows": 5, "bytes": 100, "kind": "part",
             "run_id": "r1", "path": "date=2026-01-22/shard=03/part-r1.parquet"}
     assert manifest.add_files(entry, [file], now=now) == []
     second = {**file, "run_id": "r2", "path": "date=2026-01-22/shard=03/part-r2.parquet"}
     manifest.add_files(entry, [second], now=now)
-    partition = entry["partitions"]["2026-01-22"]
-    assert (partition["file_count"], partition["rows"], partition["bytes"]) == (2, 10, 200)
+    partition = entry.partitions["2026-01-22"]
+    assert (partition.file_count, partition.rows, partition.bytes) == (2, 10, 200)
     replacement = {**file, "kind": "backfill", "run_id": "r3", "rows": 7,
                    "path": "date=2026-01-22/shard=03/backfill-r3.parquet"}
     removed = manifest.add_files(entry, [replacement], replace_dates=frozenset({"2026-01-22"}),
                                  now=now)
     assert sorted(removed) == [file["path"], second["path"]]
-    assert manifest.committed_paths(entry) == {replacement["path"]}
-    assert entry["partitions"]["2026-01-22"]["rows"] == 7
+    assert entry.committed_paths() == {replacement["path"]}
+    assert entry.partitions["2026-01-22"].rows == 7
 
 
 def test_manifest_compaction_replaces_its_inputs_in_one_commit():
     now = datetime(2026, 1, 22, 10, 15, tzinfo=UTC)
-    entry = manifest.dataset(manifest.empty(), "metrics/v1", 8)
+    entry = manifest.empty().dataset("metrics/v1", 8)
     parts = [{"date": "2026-01-22", "shard": shard, "rows": 5, "bytes": 100, "kind": "part",
               "run_id": f"r{n}", "path": f"date=2026-01-22/shard={shard:02d}/part-r{n}.parquet"}
              for n in range(3) for shard in (1, 2)]
@@ -86,15 +86,15 @@ def test_manifest_compaction_replaces_its_inputs_in_one_commit():
     later = datetime(2026, 1, 22, 11, tzinfo=UTC)
     removed = manifest.add_files(entry, [compacted], replace_paths=inputs, now=later)
     assert sorted(removed) == sorted(inputs)
-    partition = entry["partitions"]["2026-01-22"]
-    assert (partition["file_count"], partition["rows"]) == (4, 27)
-    assert partition["last_compacted_at"] == "2026-01-22T11:00:00Z"
+    partition = entry.partitions["2026-01-22"]
+    assert (partition.file_count, partition.rows) == (4, 27)
+    assert partition.last_compacted_at == "2026-01-22T11:00:00Z"
     with pytest.raises(ManifestError, match="does not list it"):
         manifest.add_files(entry, [compacted], replace_paths=inputs, now=later)
 
 
 def test_pending_deletes_wait_for_the_grace_period():
-    entry = manifest.dataset(manifest.empty(), "metrics/v1", 8)
+    entry = manifest.empty().dataset("metrics/v1", 8)
     replaced = datetime(2026, 1, 22, 10, 0, tzinfo=UTC)
     path = "date=2026-01-22/shard=01/part-r1.parquet"
     manifest.schedule_deletes(entry, [path], replaced)
@@ -103,7 +103,7 @@ def test_pending_deletes_wait_for_the_grace_period():
     assert manifest.take_due_deletes(entry, soon, 60) == []
     assert manifest.pending_paths(entry, soon, 0) == set()
     assert manifest.take_due_deletes(entry, soon, 10) == [path]
-    assert entry["pending_deletes"] == []
+    assert entry.pending_deletes == []
 
 
 @pytest.mark.parametrize("text", ["2026-02-30", "2026-1-2", "20260122", "today", ""])
@@ -115,9 +115,9 @@ def test_compact_date_must_be_a_calendar_date(text: str):
 
 def test_manifest_refuses_a_different_shard_count():
     document = manifest.empty()
-    manifest.dataset(document, "metrics/v1", 8)
+    document.dataset("metrics/v1", 8)
     with pytest.raises(ConfigError, match="TSLAKE_SHARDS=8"):
-        manifest.dataset(document, "metrics/v1", 16)
+        document.dataset("metrics/v1", 16)
 
 
 def test_manifest_save_is_atomic_and_versioned(tmp_path: Path):
@@ -125,7 +125,8 @@ def test_manifest_save_is_atomic_and_versioned(tmp_path: Path):
     document = manifest.empty()
     manifest.save(path, document)
     manifest.save(path, document)
-    assert manifest.load(path)["generation"] == 2
+    loaded = manifest.load(path)
+    assert loaded is not None and loaded.generation == 2
     assert list(tmp_path.iterdir()) == [path]
     path.write_text('{"version": 99, "datasets": {}}')
     with pytest.raises(ManifestError, match="version 99"):

@@ -35,7 +35,7 @@ from datetime import date as date_type
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from runner.core.durable import write_json_atomic
 from runner.errors import ConfigError, ManifestError
@@ -209,6 +209,9 @@ class Manifest(_Model):
     generation: Count
     updated_at: Timestamp
     datasets: dict[str, DatasetState] = Field(default_factory=dict)
+    # (inode, size, mtime) of the file this was read from or last saved to: a commit
+    # refuses when the file changed meanwhile (a writer that bypassed the lock).
+    _file_stamp: tuple[int, int, int] | None = PrivateAttr(default=None)
 
     def dataset(self, name: str, shards: int) -> DatasetState:
         """The dataset's section, created on first use; refuses a different shard count."""
@@ -229,6 +232,7 @@ class Manifest(_Model):
         of this object."""
         self.__dict__.update(other.__dict__)
         self.__pydantic_extra__ = other.__pydantic_extra__
+        self._file_stamp = other._file_stamp
 
 
 def empty() -> Manifest:
@@ -271,7 +275,7 @@ def load(path: Path) -> Manifest | None:
                             "backup, or move the lake aside and run `tslake backfill`")
     document = migrate(document, path)
     try:
-        return Manifest.model_validate(document)
+        loaded = Manifest.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
         where = "".join(f"[{part!r}]" if isinstance(part, int) else f".{part}"
@@ -279,13 +283,28 @@ def load(path: Path) -> Manifest | None:
         raise ManifestError(f"manifest at {path} is malformed at ${where}: {first['msg']}: "
                             "restore it from a backup, or move the lake aside and run "
                             "`tslake backfill`") from None
+    loaded._file_stamp = _stamp(path)
+    return loaded
 
 
 def save(path: Path, document: Manifest) -> None:
-    """Commit: bump the generation and replace the file atomically."""
+    """Commit: bump the generation and replace the file atomically. Refuses when the file
+    is not the one `document` was read from (another writer bypassed the lock)."""
+    if document._file_stamp != _stamp(path):
+        raise ManifestError(f"{path} changed while this command was writing (another writer "
+                            "bypassed the lock): nothing was committed; run the command again")
     document.generation += 1
     document.updated_at = rfc3339(utc_now())
     write_json_atomic(path, document.to_json())
+    document._file_stamp = _stamp(path)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def add_files(entry: DatasetState, files: list[dict[str, Any]], *,
