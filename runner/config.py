@@ -60,6 +60,7 @@ class Settings:
     memory_limit: str
     threads: int
     backfill_workers: int
+    datasets: tuple[str, ...] = ("metrics/v1",)
 
     @property
     def state_dir(self) -> Path:
@@ -93,6 +94,11 @@ class Settings:
         if not memory_limit.replace(" ", "").rstrip("KMGTiBb").replace(".", "").isdigit():
             raise ConfigError(f"TSLAKE_MEMORY_LIMIT={memory_limit!r} is not a size "
                               "like 512MB or 2GB")
+        datasets = tuple(name.strip() for name in
+                         (_first(env, "TSLAKE_DATASETS") or "metrics/v1").split(","))
+        if not all(datasets) or len(set(datasets)) != len(datasets):
+            raise ConfigError(f"TSLAKE_DATASETS={','.join(datasets)!r} must name each dataset "
+                              "once, comma-separated, like metrics/v1,forecast_points/v1")
         return cls(
             data_root=data_root,
             hot_path=Path(hot).expanduser().absolute() if hot
@@ -120,4 +126,5 @@ class Settings:
             # never idle while a read waits for Postgres.
             backfill_workers=int(_number(env, ("TSLAKE_BACKFILL_WORKERS",),
                                          (os.cpu_count() or 1) + 1, minimum=1, whole=True)),
+            datasets=datasets,
         )

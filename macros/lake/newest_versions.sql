@@ -7,7 +7,7 @@
     version of each key, whole. Unlike row_number() over one partition per key, this keeps
     few, large window partitions, so DuckDB spills them within its memory_limit.
 -#}
-{% macro newest_versions(relation, key=['sensor_id', 'ts'], version_column='inserted_at') %}
+{% macro newest_versions(relation, key, version_column) %}
     {%- for name in key + [version_column] -%}
         {%- if not modules.re.match('^[a-z_][a-z0-9_]*$', name) -%}
             {{ exceptions.raise_compiler_error("newest_versions: column '" ~ name ~ "' must be a lowercase identifier (letters, digits, _)") }}

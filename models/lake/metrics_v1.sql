@@ -1,6 +1,6 @@
 -- The metrics/v1 lake dataset: one window of rows, newest version per key, placed in
--- its UTC date and sensor shard. The lake_dataset materialization writes and publishes it.
--- (newest_source_versions skips the dedupe when the source's own unique key makes it moot.)
+-- its UTC date and series shard (the declaration in _lake__models.yml names the columns).
+-- The lake_dataset materialization writes and publishes it.
 with window_rows as (
 
     select * from {{ ref('stg_postgres__metrics') }}
@@ -15,11 +15,7 @@ newest as (
 
 placed as (
 
-    select
-        *,
-        {{ utc_date('ts') }} as date,
-        {{ shard_of('sensor_id') }} as shard
-    from newest
+    {{ lake_placed_rows('newest') }}
 
 )
 

@@ -1,11 +1,17 @@
 """The manifest: the list of committed files and the watermark. Replacing it is the commit.
 
-Layout (SPEC section 6, a superset):
+This module is the one place that reads and writes `_state/manifest.json`: `load` parses
+and validates it once (pydantic models, strict types: a wrong type anywhere is a
+ManifestError naming the field's path), `migrate` steps older versions forward, `save`
+commits. Everything else gets the typed objects below.
 
-    {"version": 1, "generation": 42, "updated_at": "...Z",
+Layout (version 2; a superset of the contract's example):
+
+    {"version": 2, "generation": 42, "updated_at": "...Z",
      "datasets": {"metrics/v1": {
         "computed_through_ts": "...Z", "last_inserted_at": "...Z", "shards": 8,
-        "last_run": {...}, "last_compaction": {...},
+        "declaration": {...}, "source_columns": {"sensor_id": "text", ...},
+        "last_run": {...}, "last_compaction": {...}, "backfill": {...},
         "pending_deletes": [{"path": "date=.../part-<run_id>.parquet", "replaced_at": "...Z"}],
         "partitions": {"2026-01-22": {"location": "hot", "updated_at": "...Z",
             "last_compacted_at": null, "file_count": 2, "rows": 10, "bytes": 2048,
@@ -16,22 +22,26 @@ Layout (SPEC section 6, a superset):
 File paths are relative to the dataset's root in the partition's location (hot or cold).
 `pending_deletes` (only with TSLAKE_DELETE_GRACE_SECONDS > 0) lists files a commit replaced
 that stay on disk for readers of the previous manifest until the grace has passed; they
-are not part of the lake.
+are not part of the lake. `declaration` is the dataset's declaration (runner/core/datasets)
+the lake was written with; `source_columns` the source's column types it was read from.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from runner.core.durable import write_json_atomic
 from runner.errors import ConfigError, ManifestError
 
-MANIFEST_VERSION = 1
-
-Manifest = dict[str, Any]
+MANIFEST_VERSION = 2
+FILE_KINDS = ("part", "backfill", "compact")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -54,19 +64,177 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _timestamp(text: str) -> str:
+    parse_rfc3339(text)  # raises ValueError: pydantic reports it with the field's path
+    return text
+
+
+def _relative_path(text: str) -> str:
+    """A committed file's path: relative, inside its dataset root (SPEC section 6)."""
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts or "\\" in text or not text:
+        raise ValueError(f"{text!r} is not a path inside the dataset's root")
+    return text
+
+
+def _calendar_date(text: str) -> str:
+    if not _DATE.match(text):
+        raise ValueError(f"{text!r} is not a date like 2026-01-22")
+    return text
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+CalendarDate = Annotated[str, AfterValidator(_calendar_date)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    # strict: "5" is not an int, 1 is not a str; extra keys are kept (a superset is fine).
+    model_config = ConfigDict(strict=True, extra="allow", validate_assignment=False)
+
+
+class LakeFile(_Model):
+    """One committed Parquet file."""
+
+    path: RelativePath
+    shard: Count
+    rows: Count
+    bytes: Count
+    kind: Literal["part", "backfill", "compact"]
+    run_id: str
+
+
+class Partition(_Model):
+    """One UTC date of a dataset: where its files are, and their totals."""
+
+    location: Literal["hot", "cold"]
+    updated_at: Timestamp
+    last_compacted_at: Timestamp | None = None
+    file_count: Count = 0
+    rows: Count = 0
+    bytes: Count = 0
+    files: list[LakeFile] = Field(default_factory=list)
+
+    def refresh_totals(self) -> None:
+        self.files.sort(key=lambda file: file.path)
+        self.file_count = len(self.files)
+        self.rows = sum(file.rows for file in self.files)
+        self.bytes = sum(file.bytes for file in self.files)
+
+
+class PendingDelete(_Model):
+    path: RelativePath
+    replaced_at: Timestamp
+
+
+class BackfillRecord(_Model):
+    """A backfill's progress: what a killed backfill, run again, resumes from."""
+
+    status: Literal["running", "complete"]
+    days: Count
+    replace_existing: bool
+    first_date: CalendarDate
+    last_date: CalendarDate
+    cap: Timestamp
+    run_ids: list[str]
+    started_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None = None
+    committed_dates: list[CalendarDate] = Field(default_factory=list)
+    rows: Count = 0
+    files: Count = 0
+
+
+class LastCompaction(_Model):
+    run_id: str
+    finished_at: Timestamp
+    shard_days: Count = 0
+    files_in: Count = 0
+    rows_in: Count = 0
+    rows_out: Count = 0
+
+
+class Declaration(_Model):
+    """What the lake of a dataset was written with (runner/core/datasets.DatasetSpec)."""
+
+    source: str
+    columns: dict[str, str]
+    key: list[str]
+    series: str
+    time: str
+    version: str
+
+
+class DatasetState(_Model):
+    """One dataset's section: watermark, layout, partitions and bookkeeping."""
+
+    computed_through_ts: Timestamp | None = None
+    last_inserted_at: Timestamp | None = None
+    shards: Annotated[int, Field(ge=1, le=100)]
+    declaration: Declaration | None = None
+    source_columns: dict[str, str] | None = None
+    source: dict[str, str] | None = None  # version 1's {schema, table}; kept for old readers
+    last_run: dict[str, Any] | None = None
+    last_compaction: LastCompaction | None = None
+    backfill: BackfillRecord | None = None
+    pending_deletes: list[PendingDelete] = Field(default_factory=list)
+    partitions: dict[CalendarDate, Partition] = Field(default_factory=dict)
+
+    def committed_paths(self, location: str = "hot") -> set[str]:
+        """Relative paths of every committed file in one location."""
+        return {file.path for partition in self.partitions.values()
+                if partition.location == location for file in partition.files}
+
+    def files_of(self, location: str | None = None) -> list[tuple[str, Partition, LakeFile]]:
+        """(date, partition, file) of every committed file, by date."""
+        return [(date, partition, file) for date, partition in sorted(self.partitions.items())
+                if location in (None, partition.location) for file in partition.files]
+
+    def hot_dates(self) -> list[str]:
+        return sorted(date for date, p in self.partitions.items() if p.location == "hot")
+
+
+class Manifest(_Model):
+    version: Literal[2]
+    generation: Count
+    updated_at: Timestamp
+    datasets: dict[str, DatasetState] = Field(default_factory=dict)
+
+    def dataset(self, name: str, shards: int) -> DatasetState:
+        """The dataset's section, created on first use; refuses a different shard count."""
+        entry = self.datasets.get(name)
+        if entry is None:
+            entry = self.datasets[name] = DatasetState(shards=shards)
+        if entry.shards != shards:
+            raise ConfigError(f"dataset {name} was written with TSLAKE_SHARDS={entry.shards}, "
+                              f"but TSLAKE_SHARDS is {shards}: set it back to {entry.shards} "
+                              "(changing it needs a new lake and a full backfill)")
+        return entry
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 def empty() -> Manifest:
-    return {"version": MANIFEST_VERSION, "generation": 0, "updated_at": rfc3339(utc_now()),
-            "datasets": {}}
+    return Manifest(version=MANIFEST_VERSION, generation=0, updated_at=rfc3339(utc_now()))
 
 
-def migrate(document: Manifest, path: Path) -> Manifest:
-    """Step an older manifest forward to MANIFEST_VERSION (one place for every upgrade)."""
+def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Step an older manifest forward to MANIFEST_VERSION (one place for every upgrade).
+
+    1 -> 2: datasets gain `declaration` and `source_columns`, recorded by the next command
+    that reads the source (until then they are null: a lake written before declarations
+    accepts the current one once); nothing else changes."""
     version = document.get("version")
+    if version == 1:
+        document = {**document, "version": 2}
+        version = 2
     if version == MANIFEST_VERSION:
         return document
     raise ManifestError(f"manifest at {path} has version {version!r}, this tslake reads "
-                        f"version {MANIFEST_VERSION}: upgrade tslake, or restore a manifest "
-                        "written by this version")
+                        f"versions 1 to {MANIFEST_VERSION}: upgrade tslake, or restore a "
+                        "manifest written by this version")
 
 
 def load(path: Path) -> Manifest | None:
@@ -75,6 +243,9 @@ def load(path: Path) -> Manifest | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise ManifestError(f"cannot read the manifest at {path}: {error.strerror}: fix its "
+                            "permissions or the disk, then run the command again") from None
     try:
         document = json.loads(raw)
     except ValueError:
@@ -83,114 +254,98 @@ def load(path: Path) -> Manifest | None:
     if not isinstance(document, dict) or not isinstance(document.get("datasets"), dict):
         raise ManifestError(f"manifest at {path} has no 'datasets' object: restore it from a "
                             "backup, or move the lake aside and run `tslake backfill`")
-    return migrate(document, path)
+    document = migrate(document, path)
+    try:
+        return Manifest.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "".join(f"[{part!r}]" if isinstance(part, int) else f".{part}"
+                        for part in first["loc"])
+        raise ManifestError(f"manifest at {path} is malformed at ${where}: {first['msg']}: "
+                            "restore it from a backup, or move the lake aside and run "
+                            "`tslake backfill`") from None
 
 
 def save(path: Path, document: Manifest) -> None:
     """Commit: bump the generation and replace the file atomically."""
-    document["generation"] = int(document.get("generation", 0)) + 1
-    document["updated_at"] = rfc3339(utc_now())
-    write_json_atomic(path, document)
+    document.generation += 1
+    document.updated_at = rfc3339(utc_now())
+    write_json_atomic(path, document.to_json())
 
 
-def dataset(document: Manifest, name: str, shards: int) -> dict[str, Any]:
-    """The dataset's section, created on first use; refuses a different shard count."""
-    entry = document["datasets"].setdefault(
-        name, {"computed_through_ts": None, "last_inserted_at": None, "shards": shards,
-               "partitions": {}})
-    if entry["shards"] != shards:
-        raise ConfigError(f"dataset {name} was written with TSLAKE_SHARDS={entry['shards']}, "
-                          f"but TSLAKE_SHARDS is {shards}: set it back to {entry['shards']} "
-                          "(changing it needs a new lake and a full backfill)")
-    return entry
-
-
-def committed_paths(entry: dict[str, Any], location: str = "hot") -> set[str]:
-    """Relative paths of every committed file of a dataset in one location."""
-    return {file["path"]
-            for partition in entry["partitions"].values() if partition["location"] == location
-            for file in partition["files"]}
-
-
-def add_files(entry: dict[str, Any], files: list[dict[str, Any]], *,
+def add_files(entry: DatasetState, files: list[dict[str, Any]], *,
               replace_dates: frozenset[str] = frozenset(),
               replace_paths: frozenset[str] = frozenset(), now: datetime) -> list[str]:
-    """Add committed files; for dates in `replace_dates`, drop the files they had; drop the
-    files in `replace_paths` (a compaction's inputs), which must be committed hot files.
-    A partition that receives a `compact` file gets `last_compacted_at`.
+    """Add committed files (dicts with date, path, shard, rows, bytes, kind, run_id); for
+    dates in `replace_dates`, drop the files they had; drop the files in `replace_paths` (a
+    compaction's inputs), which must be committed hot files. A partition that receives a
+    `compact` file gets `last_compacted_at`.
 
     Returns the relative paths that left the manifest (to delete after the commit)."""
     removed: list[str] = []
     stamp = rfc3339(now)
-    missing = sorted(replace_paths - committed_paths(entry))
+    missing = sorted(replace_paths - entry.committed_paths())
     if missing:
         raise ManifestError(f"cannot replace {missing[0]}: the manifest does not list it (another "
                             "writer changed the lake); run the command again")
     touched: set[str] = set()
-    for date, partition in entry["partitions"].items():
-        gone = {file["path"] for file in partition["files"]
-                if date in replace_dates or file["path"] in replace_paths}
+    for date, partition in entry.partitions.items():
+        gone = {file.path for file in partition.files
+                if date in replace_dates or file.path in replace_paths}
         if gone:
             removed.extend(sorted(gone))
-            partition["files"] = [file for file in partition["files"] if file["path"] not in gone]
-            partition["updated_at"] = stamp
+            partition.files = [file for file in partition.files if file.path not in gone]
+            partition.updated_at = stamp
             touched.add(date)
     for file in files:
-        partition = entry["partitions"].setdefault(
-            file["date"], {"location": "hot", "updated_at": stamp, "last_compacted_at": None,
-                           "files": []})
-        partition["files"].append({key: file[key] for key in
-                                   ("path", "shard", "rows", "bytes", "kind", "run_id")})
-        partition["updated_at"] = stamp
+        partition = entry.partitions.get(file["date"])
+        if partition is None:
+            partition = entry.partitions[file["date"]] = Partition(location="hot",
+                                                                   updated_at=stamp)
+        partition.files.append(LakeFile(**{key: file[key] for key in
+                                           ("path", "shard", "rows", "bytes", "kind", "run_id")}))
+        partition.updated_at = stamp
         if file["kind"] == "compact":
-            partition["last_compacted_at"] = stamp
+            partition.last_compacted_at = stamp
     for date in {file["date"] for file in files} | touched:
-        _refresh_totals(entry, date)
+        partition = entry.partitions[date]
+        if partition.files:
+            partition.refresh_totals()
+        else:
+            del entry.partitions[date]
     return removed
 
 
-def record_compaction(entry: dict[str, Any], summary: dict[str, Any]) -> None:
+def record_compaction(entry: DatasetState, *, run_id: str, finished_at: str, shard_days: int,
+                      files_in: int, rows_in: int, rows_out: int) -> None:
     """`last_compaction`: totals of the latest compaction run (one commit per shard-day)."""
-    counters = ("shard_days", "files_in", "rows_in", "rows_out")
-    last = entry.get("last_compaction") or {}
-    if last.get("run_id") != summary["run_id"]:
-        last = {"run_id": summary["run_id"], **dict.fromkeys(counters, 0)}
-    for counter in counters:
-        last[counter] += summary[counter]
-    last["finished_at"] = summary["finished_at"]
-    entry["last_compaction"] = last
+    last = entry.last_compaction
+    if last is None or last.run_id != run_id:
+        last = entry.last_compaction = LastCompaction(run_id=run_id, finished_at=finished_at)
+    last.shard_days += shard_days
+    last.files_in += files_in
+    last.rows_in += rows_in
+    last.rows_out += rows_out
+    last.finished_at = finished_at
 
 
-def schedule_deletes(entry: dict[str, Any], paths: list[str], now: datetime) -> None:
+def schedule_deletes(entry: DatasetState, paths: list[str], now: datetime) -> None:
     """Keep replaced files on disk for the grace period: list them as pending deletes."""
-    pending = entry.setdefault("pending_deletes", [])
-    pending.extend({"path": path, "replaced_at": rfc3339(now)} for path in paths)
+    entry.pending_deletes.extend(PendingDelete(path=path, replaced_at=rfc3339(now))
+                                 for path in paths)
 
 
-def take_due_deletes(entry: dict[str, Any], now: datetime, grace_seconds: float) -> list[str]:
+def take_due_deletes(entry: DatasetState, now: datetime, grace_seconds: float) -> list[str]:
     """Remove the pending deletes whose grace has passed from the entry; return their paths."""
-    due: list[dict[str, str]] = []
-    kept: list[dict[str, str]] = []
-    for item in entry.get("pending_deletes", []):
-        age = (now - parse_rfc3339(item["replaced_at"])).total_seconds()
-        (due if age >= grace_seconds else kept).append(item)
-    if "pending_deletes" in entry:
-        entry["pending_deletes"] = kept
-    return [item["path"] for item in due]
+    due = [item for item in entry.pending_deletes if _age(item, now) >= grace_seconds]
+    entry.pending_deletes = [item for item in entry.pending_deletes if item not in due]
+    return [item.path for item in due]
 
 
-def pending_paths(entry: dict[str, Any], now: datetime, grace_seconds: float) -> set[str]:
+def pending_paths(entry: DatasetState, now: datetime, grace_seconds: float) -> set[str]:
     """Replaced files still inside their grace period (not leftovers: keep them on disk)."""
-    return {item["path"] for item in entry.get("pending_deletes", [])
-            if (now - parse_rfc3339(item["replaced_at"])).total_seconds() < grace_seconds}
+    return {item.path for item in entry.pending_deletes if _age(item, now) < grace_seconds}
 
 
-def _refresh_totals(entry: dict[str, Any], date: str) -> None:
-    partition = entry["partitions"][date]
-    if not partition["files"]:
-        del entry["partitions"][date]
-        return
-    partition["files"].sort(key=lambda file: file["path"])
-    partition["file_count"] = len(partition["files"])
-    partition["rows"] = sum(file["rows"] for file in partition["files"])
-    partition["bytes"] = sum(file["bytes"] for file in partition["files"])
+def _age(item: PendingDelete, now: datetime) -> float:
+    return (now - parse_rfc3339(item.replaced_at)).total_seconds()

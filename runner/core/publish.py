@@ -30,14 +30,15 @@ from runner.config import Settings
 from runner.core import manifest, tiers
 from runner.core.durable import durable_rename, fsync_path, write_json_atomic
 from runner.core.failpoints import failpoint
+from runner.core.datasets import DatasetSpec
 from runner.core.lock import acquire, lake_lock
+from runner.core.manifest import FILE_KINDS, Manifest
 from runner.errors import ManifestError, PublishError, TslakeError
 from runner.readers import views
 
 log = logging.getLogger("tslake.publish")
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[a-z0-9_]+)*$")
-FILE_KINDS = ("part", "backfill", "compact")
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
@@ -68,11 +69,13 @@ def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> P
     return root / f"date={date}" / f"shard={shard:02d}" / f"{kind}-{run_id}.parquet"
 
 
-def open_write(settings: Settings, dataset: str, purpose: str,
-               source: dict[str, str] | None = None) -> int:
-    """Lock the lake for a write and return the manifest generation the write starts from.
+def open_write(settings: Settings, spec: DatasetSpec, purpose: str,
+               source_columns: dict[str, str] | None = None) -> Manifest:
+    """Lock the lake for a write and return the manifest the write starts from.
 
-    `source` ({schema, table}) is recorded in the manifest for readers and parity."""
+    The dataset's declaration (and the source's column types, when the write reads the
+    source) is recorded on first use and must match the recorded one after that."""
+    dataset = spec.name
     root = dataset_root(settings, dataset)
     acquire(settings.lock_path, settings.lock_timeout_seconds, purpose)
     document = manifest.load(settings.manifest_path)
@@ -84,14 +87,18 @@ def open_write(settings: Settings, dataset: str, purpose: str,
                 f"{strays.name}: restore the manifest from a backup, or move {root} aside and "
                 "run `tslake backfill`")
         document = manifest.empty()
-    entry = manifest.dataset(document, dataset, settings.shards)
-    if document["generation"] == 0 or (source is not None and entry.get("source") != source):
-        if source is not None:
-            entry["source"] = source
+    entry = document.dataset(dataset, settings.shards)
+    spec.check_recorded(entry.declaration)
+    declaration = spec.record()
+    changed = document.generation == 0 or entry.declaration != declaration
+    entry.declaration = declaration
+    if source_columns is not None and entry.source_columns != source_columns:
+        entry.source_columns, changed = source_columns, True
+    if changed:
         manifest.save(settings.manifest_path, document)
     remove_leftovers(settings, document)
     views.refresh_if_stale(settings, document)
-    return int(document["generation"])
+    return document
 
 
 @contextmanager
@@ -114,16 +121,16 @@ def writing(settings: Settings, purpose: str) -> Iterator[None]:
             raise
 
 
-def remove_leftovers(settings: Settings, document: manifest.Manifest) -> int:
+def remove_leftovers(settings: Settings, document: Manifest) -> int:
     """Delete what killed runs left: `*.tmp` files, and Parquet files no manifest lists."""
     removed = 0
     now = manifest.utc_now()
     for stale in [*settings.state_dir.glob("*.tmp"), *settings.state_dir.glob("*.tmp.wal")]:
         stale.unlink(missing_ok=True)
         removed += 1
-    for name, entry in document["datasets"].items():
+    for name, entry in document.datasets.items():
         root = dataset_root(settings, name)
-        committed = manifest.committed_paths(entry) | manifest.pending_paths(
+        committed = entry.committed_paths() | manifest.pending_paths(
             entry, now, settings.delete_grace_seconds)
         removed += tiers.remove_uncommitted(root, "date=*", committed)
     removed += tiers.remove_cold_leftovers(settings, document)
@@ -142,14 +149,15 @@ def prepare_partitions(settings: Settings, dataset: str, partitions: list[dict[s
         (root / f"date={date}" / f"shard={shard:02d}").mkdir(parents=True, exist_ok=True)
 
 
-def publish_segments(settings: Settings, dataset: str, *, run_id: str, generation: int,
+def publish_segments(settings: Settings, document: Manifest, dataset: str, *, run_id: str,
                      kind: str, files: list[StagedFile], watermark: str | None,
                      replace_dates: frozenset[str] = frozenset(),
                      replace_paths: frozenset[str] = frozenset(),
                      run_info: dict[str, Any] | None = None,
-                     backfill: dict[str, Any] | None = None,
+                     backfill: manifest.BackfillRecord | None = None,
                      refresh_views: bool = True) -> dict[str, Any]:
-    """Commit staged files (and the new watermark) with one manifest replace; the files of
+    """Commit staged files (and the new watermark) with one manifest replace of `document`
+    (the manifest the writer loaded under the lock, which this updates); the files of
     `replace_dates` and the files `replace_paths` (relative paths: a compaction's inputs)
     leave the manifest in the same commit and are deleted after it. `backfill`, when given,
     becomes the dataset's backfill progress record in the same commit. `refresh_views=False`
@@ -159,11 +167,7 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
                            f"of {', '.join(FILE_KINDS)} and run_id like 20260122T101500Z-1a2b3c4d")
-    document = manifest.load(settings.manifest_path)
-    if document is None or document["generation"] != generation:
-        raise ManifestError(f"{settings.manifest_path} changed while run {run_id} was writing "
-                            "(another writer bypassed the lock): run the command again")
-    entry = manifest.dataset(document, dataset, settings.shards)
+    entry = document.dataset(dataset, settings.shards)
     root = dataset_root(settings, dataset)
 
     committed: list[dict[str, Any]] = []
@@ -188,27 +192,26 @@ def publish_segments(settings: Settings, dataset: str, *, run_id: str, generatio
     cold = tiers.place_cold_files(settings, dataset, entry, committed, replace_dates, root)
 
     now = manifest.utc_now()
-    rows_in = {file["path"]: file["rows"] for partition in entry["partitions"].values()
-               for file in partition["files"] if file["path"] in replace_paths}
+    rows_in = {file.path: file.rows for _, _, file in entry.files_of()
+               if file.path in replace_paths}
     replaced = manifest.add_files(entry, committed, replace_dates=replace_dates,
                                   replace_paths=replace_paths, now=now)
     if watermark is not None:
         # Normalise the SQL side's text (and refuse anything that is not a timestamp).
         watermark = manifest.rfc3339(manifest.parse_rfc3339(watermark))
-        entry["computed_through_ts"] = entry["last_inserted_at"] = watermark
+        entry.computed_through_ts = entry.last_inserted_at = watermark
     summary = {"run_id": run_id, "kind": kind, "finished_at": manifest.rfc3339(now),
                "files": len(committed), "rows": sum(file["rows"] for file in committed),
-               "computed_through_ts": entry["computed_through_ts"], **(run_info or {})}
+               "computed_through_ts": entry.computed_through_ts, **(run_info or {})}
     if kind == "compact":
         _check_compaction(dataset, committed, rows_in)
-        manifest.record_compaction(entry, {
-            "run_id": run_id, "finished_at": summary["finished_at"], "shard_days": len(committed),
-            "files_in": len(rows_in), "rows_in": sum(rows_in.values()),
-            "rows_out": summary["rows"]})
+        manifest.record_compaction(
+            entry, run_id=run_id, finished_at=summary["finished_at"], shard_days=len(committed),
+            files_in=len(rows_in), rows_in=sum(rows_in.values()), rows_out=summary["rows"])
     else:  # `last_run` stays the last tick or backfill: what an operator checks first
-        entry["last_run"] = summary
+        entry.last_run = summary
     if backfill is not None:
-        entry["backfill"] = backfill
+        entry.backfill = backfill
     due = manifest.take_due_deletes(entry, now, settings.delete_grace_seconds)
     if settings.delete_grace_seconds > 0:
         manifest.schedule_deletes(entry, replaced, now)
@@ -248,17 +251,17 @@ def _check_compaction(dataset: str, committed: list[dict[str, Any]],
                            "refused, the lake is unchanged; report this as a bug")
 
 
-def replication_state(document: manifest.Manifest) -> dict[str, Any]:
+def replication_state(document: Manifest) -> dict[str, Any]:
     """`replication.json`: the watermark per dataset; the top level is the oldest of them,
     so "everything is replicated through computed_through_ts" holds for every dataset."""
-    datasets = {name: {"computed_through_ts": entry["computed_through_ts"],
-                       "last_inserted_at": entry["last_inserted_at"]}
-                for name, entry in document["datasets"].items()}
+    datasets = {name: {"computed_through_ts": entry.computed_through_ts,
+                       "last_inserted_at": entry.last_inserted_at}
+                for name, entry in document.datasets.items()}
     marks = [state["computed_through_ts"] for state in datasets.values()
              if state["computed_through_ts"]]
     oldest = min(marks, key=manifest.parse_rfc3339) if marks else None
-    return {"version": 1, "updated_at": document["updated_at"], "computed_through_ts": oldest,
-            "last_inserted_at": oldest, "manifest_generation": document["generation"],
+    return {"version": 1, "updated_at": document.updated_at, "computed_through_ts": oldest,
+            "last_inserted_at": oldest, "manifest_generation": document.generation,
             "datasets": datasets}
 
 
