@@ -17,11 +17,11 @@ import pytest
 
 from runner.cli_params import days_in, parse_instant, parse_sensor_ids, parse_window
 from runner.config import PROJECT_ROOT
-from runner.core import tiers
+from runner.core import datasets, tiers
 from runner.dbt_bridge import sqlmacros
 from runner.dev import synthetic
 from runner.errors import ColdTierError, ConfigError
-from runner.ops import parity_report, retention
+from runner.ops import parity, parity_report, retention
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +70,8 @@ def test_duckdb_row_hash_is_md5_of_the_postgres_send_bytes():
     rows = synthetic.awkward_rows(datetime(2026, 1, 22, 10, 15, tzinfo=UTC))
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
-    expression = sqlmacros.render("parity_row_hash_duckdb")
+    metrics = parity.declaration(datasets.declared()["metrics/v1"])
+    expression = sqlmacros.render("parity_row_hash_duckdb", declaration=metrics)
     for _, ts, value, quality in rows:
         got = conn.execute(f"select {expression} from (select ?::timestamptz as ts, "
                            "?::double as value, ?::smallint as quality)",
@@ -83,8 +84,10 @@ def test_macros_validate_their_arguments():
         sqlmacros.render("parity_bucket", grain="week")
     with pytest.raises(ConfigError, match="not like metrics/v1"):
         sqlmacros.render("lake_manifest_files", dataset="../etc")
-    sql = sqlmacros.render("parity_source_aggregates", schema='we"ird', table="metrics",
-                           grain="day_shard", ts_from="a", ts_to="b", watermark="c", shards=8)
+    metrics = parity.declaration(datasets.declared()["metrics/v1"])
+    sql = sqlmacros.render("parity_source_aggregates", declaration=metrics, schema='we"ird',
+                           table="metrics", grain="day_shard", ts_from="a", ts_to="b",
+                           watermark="c", shards=8)
     assert '"we""ird"."metrics"' in sql  # a quoted identifier, taken literally
 
 
