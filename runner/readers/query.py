@@ -16,6 +16,7 @@ import duckdb
 
 from runner.config import Settings
 from runner.core import manifest
+from runner.core.manifest import DatasetState
 from runner.errors import ConfigError
 from runner.readers import views
 
@@ -54,11 +55,11 @@ def parse_bucket(text: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1_000_000
 
 
-def files_for(settings: Settings, dataset: str, entry: dict[str, Any], sensors: list[str],
+def files_for(settings: Settings, dataset: str, entry: DatasetState, sensors: list[str],
               start: datetime, end: datetime) -> tuple[list[str], list[str]]:
     """The committed files that can hold these sensors between start and end: (shard-days
     with one file, shard-days with more)."""
-    shards = {shard_of(sensor, entry["shards"]) for sensor in sensors}
+    shards = {shard_of(sensor, entry.shards) for sensor in sensors}
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
     return views.files_by_overlap(
         settings, dataset, entry,
@@ -79,7 +80,7 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
         raise ConfigError(f"--agg {agg!r} is not one of {', '.join(AGGREGATES)}")
     width = parse_bucket(bucket) if bucket else None
     document = manifest.load(settings.manifest_path)
-    entry = (document or {"datasets": {}})["datasets"].get(dataset)
+    entry = document.datasets.get(dataset) if document else None
     if entry is None:
         raise ConfigError(f"dataset {dataset} is not in the lake at {settings.hot_path}: "
                           "run `tslake tick` or `tslake backfill` first")

@@ -19,13 +19,13 @@ import os
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from runner.config import Settings
 from runner.core import manifest
 from runner.core.durable import durable_rename, fsync_path
+from runner.core.manifest import DatasetState
 from runner.dbt_bridge import sqlmacros
 from runner.postgres.connection import SOURCE_CATALOG, sql_literal
 
@@ -49,24 +49,24 @@ def view_name(dataset: str) -> str:
     return dataset.split("/")[0]
 
 
-def files_by_overlap(settings: Settings, dataset: str, entry: dict[str, Any],
+def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
                      keep: Callable[[str, int], bool] = lambda date, shard: True,
                      ) -> tuple[list[str], list[str]]:
     """Absolute paths of the committed files of the shard-days `keep(date, shard)` accepts:
     (shard-days with one file, shard-days with more; only the latter need dedupe)."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for date, partition in entry["partitions"].items():
-        base = settings.hot_path if partition["location"] == "hot" else settings.cold_path
-        for file in partition["files"]:
-            if keep(date, file["shard"]):
-                groups[(date, file["shard"])].append(
-                    str(Path(str(base)) / dataset / file["path"]))
+    for date, partition in entry.partitions.items():
+        base = settings.hot_path if partition.location == "hot" else settings.cold_path
+        for file in partition.files:
+            if keep(date, file.shard):
+                groups[(date, file.shard)].append(
+                    str(Path(str(base)) / dataset / file.path))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
 
 
-def lake_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> str:
+def lake_view_sql(settings: Settings, dataset: str, entry: DatasetState) -> str:
     single, multi = files_by_overlap(settings, dataset, entry)
     parts = []
     if single:
@@ -78,13 +78,13 @@ def lake_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> st
     return f"create or replace view {view_name(dataset)} as\n{body};\n"
 
 
-def fresh_view_sql(settings: Settings, dataset: str, entry: dict[str, Any]) -> str:
+def fresh_view_sql(settings: Settings, dataset: str, entry: DatasetState) -> str:
     """`<name>_fresh`: the lake view plus Postgres rows with inserted_at past the watermark
     (those win over the lake's version of the same key: they are newer by construction)."""
-    source = entry.get("source") or {"schema": "public", "table": view_name(dataset)}
-    table = ".".join('"' + part.replace('"', '""') + '"' for part in (source["schema"],
-                                                                      source["table"]))
-    watermark = entry["computed_through_ts"] or "-infinity"
+    source = (entry.declaration.source.split(".", 1) if entry.declaration
+              else ["public", view_name(dataset)])
+    table = ".".join('"' + part.replace('"', '""') + '"' for part in source)
+    watermark = entry.computed_through_ts or "-infinity"
     tail_query = ("select sensor_id, ts, value, quality, inserted_at from " + table
                   + " where inserted_at > " + sql_literal(watermark) + "::timestamptz")
     name = view_name(dataset)
@@ -102,12 +102,12 @@ union all by name
 """
 
 
-def shard_sql(sensor_id: str, entry: dict[str, Any]) -> str:
+def shard_sql(sensor_id: str, entry: DatasetState) -> str:
     """SPEC section 3's shard formula in DuckDB SQL: the dbt macro `shard_of` itself."""
-    return sqlmacros.render("shard_of", sensor_id=sensor_id, shards=int(entry["shards"]))
+    return sqlmacros.render("shard_of", sensor_id=sensor_id, shards=int(entry.shards))
 
 
-def shard_macro_sql(dataset: str, entry: dict[str, Any]) -> str:
+def shard_macro_sql(dataset: str, entry: DatasetState) -> str:
     """`<name>_shard(sensor_id)`: lets a reader prune by shard without computing md5 itself
     (`where sensor_id = $s and shard = lake.metrics_shard($s)` opens one shard's files)."""
     return (f"create or replace macro {view_name(dataset)}_shard(sensor_id) as "
@@ -115,14 +115,14 @@ def shard_macro_sql(dataset: str, entry: dict[str, Any]) -> str:
 
 
 def render_sql(settings: Settings, document: manifest.Manifest, *, fresh: bool) -> str:
-    lines = [f"-- tslake reader views for manifest generation {document['generation']} "
+    lines = [f"-- tslake reader views for manifest generation {document.generation} "
              f"({settings.manifest_path})"]
     if fresh:
         lines.append(f"-- *_fresh views need Postgres attached as {SOURCE_CATALOG}, e.g.\n"
                      f"--   ATTACH '' AS {SOURCE_CATALOG} (TYPE postgres, READ_ONLY);"
                      "  -- libpq's PG* variables")
-    for name, entry in sorted(document["datasets"].items()):
-        lines.append(f"-- {name}: watermark {entry['computed_through_ts']}")
+    for name, entry in sorted(document.datasets.items()):
+        lines.append(f"-- {name}: watermark {entry.computed_through_ts}")
         lines.append(lake_view_sql(settings, name, entry))
         lines.append(shard_macro_sql(name, entry))
         if fresh:
@@ -141,7 +141,7 @@ def refresh(settings: Settings, document: manifest.Manifest) -> None:
         try:
             conn.execute(render_sql(settings, document, fresh=False))
             conn.execute("create table tslake_state as select ? as manifest_generation, "
-                         "? as updated_at", [document["generation"], document["updated_at"]])
+                         "? as updated_at", [document.generation, document.updated_at])
             conn.execute("checkpoint")
         finally:
             conn.close()
@@ -162,10 +162,10 @@ def refresh_if_stale(settings: Settings, document: manifest.Manifest) -> None:
             row = conn.execute("select manifest_generation from tslake_state").fetchone()
         finally:
             conn.close()
-        current = row is not None and row[0] == document["generation"]
+        current = row is not None and row[0] == document.generation
     except (duckdb.Error, OSError):
         current = False
-    if not current and document["generation"] > 0:
+    if not current and document.generation > 0:
         refresh(settings, document)
 
 

@@ -6,6 +6,12 @@
 -#}
 {% macro lake_declaration(meta=none) %}
     {%- set meta = meta if meta is not none else (config.get('meta') or {}) -%}
+    {%- if not execute -%}
+        {#- At parse time the yml's meta is not applied yet: placeholders, never run. -#}
+        {{ return({'dataset': meta.get('dataset', 'unparsed/v0'), 'key': meta.get('key') or ['parse_key'],
+                   'series': meta.get('series') or 'parse_series', 'time': meta.get('time') or 'parse_time',
+                   'version': meta.get('version') or 'parse_version'}) }}
+    {%- endif -%}
     {%- for name in ['dataset', 'key', 'series', 'time', 'version'] -%}
         {%- if not meta.get(name) -%}
             {{ exceptions.raise_compiler_error("lake_declaration: the lake model's config.meta has no '" ~ name ~ "': declare dataset, source, key, series, time and version (models/lake/_lake__models.yml)") }}
