@@ -305,6 +305,17 @@ def test_forecast_parity_is_exact_and_catches_a_deleted_file(lake: Any, source_d
         source_db.execute("select count(*) from forecast_points")[0][0]
     lake.run("dbt", "test")
 
+    # In flight (a version newer than the watermark): a new key, and an updated one whose
+    # older version the lake holds; left out on both sides, whatever issued_at is.
+    source_db.execute("insert into forecast_points (series_id, issued_at, ts, value) values "
+                      "('f001', now(), now() - interval '1 hour', 1)")
+    source_db.execute("update forecast_points set value = -1, inserted_at = now() where "
+                      "(series_id, issued_at, ts) = (select series_id, issued_at, ts from "
+                      "forecast_points where series_id = 'f003' order by issued_at, ts limit 1)")
+    code, summary, _ = forecast_parity(lake, "--all")
+    assert code == 0 and summary["in_flight_keys"] == 2, summary["differences"]
+    lake.run("dbt", "test")
+
     # A changed value of one key (issued_at unchanged, inserted_at unchanged) is found per key.
     issued, ts = source_db.execute(
         "update forecast_points set value = value + 1 where series_id = 'f002' and "
