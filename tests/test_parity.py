@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from conftest import Lake, SourceDb
-from runner.core import publish
+from runner.core import datasets, publish
 from runner.core.manifest import parse_rfc3339
 from runner.dev import synthetic
 
@@ -110,21 +110,22 @@ def delete_a_row(lake: Lake, db: SourceDb, day: str) -> tuple[str, set[str], boo
 def add_a_lake_row(lake: Lake, db: SourceDb, day: str) -> tuple[str, set[str], bool]:
     """An extra row committed through the real publish path, as a buggy writer would."""
     settings = lake.settings
-    generation = publish.open_write(settings, "metrics/v1", "test: extra lake row")
+    document = publish.open_write(settings, datasets.declared()["metrics/v1"],
+                                  "test: extra lake row")
     shard = duckdb.connect().execute("select (('0x' || left(md5('s0006'), 8))::ubigint % 8)"
                                      "::integer").fetchone()[0]
     run_id = "20260101T000000Z-0badf00d"
     root = publish.dataset_root(settings, "metrics/v1")
-    publish.prepare_partitions(settings, "metrics/v1", [{"date": day, "shard": shard}])
-    tmp = publish.segment_path(root, day, shard, "part", run_id).with_suffix(".parquet.tmp")
+    publish.prepare_partitions(settings, "metrics/v1", [(day, shard)])
+    tmp = publish.staged_path(root, day, shard, "part", run_id)
     watermark = lake.dataset()["computed_through_ts"]
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
     conn.execute(f"""copy (select 's0006' as sensor_id, ?::timestamptz as ts, 1.25::double as value,
                           0::smallint as quality, ?::timestamptz - interval 1 second as inserted_at)
                      to '{tmp}' (format parquet)""", [f"{day}T10:15:00Z", watermark])
-    publish.publish_segments(settings, "metrics/v1", run_id=run_id, generation=generation,
-                             kind="part", watermark=None, files=[publish.StagedFile(
+    publish.publish_segments(settings, document, "metrics/v1", run_id=run_id, kind="part",
+                             watermark=None, files=[publish.StagedFile(
                                  date=day, shard=shard, rows=1, path=str(tmp))])
     from runner.core import lock
     lock.release(settings.lock_path)

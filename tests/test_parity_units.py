@@ -17,11 +17,11 @@ import pytest
 
 from runner.cli_params import days_in, parse_instant, parse_sensor_ids, parse_window
 from runner.config import PROJECT_ROOT
-from runner.core import tiers
+from runner.core import datasets, tiers
 from runner.dbt_bridge import sqlmacros
 from runner.dev import synthetic
 from runner.errors import ColdTierError, ConfigError
-from runner.ops import parity_report, retention
+from runner.ops import parity, parity_report, retention
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +70,8 @@ def test_duckdb_row_hash_is_md5_of_the_postgres_send_bytes():
     rows = synthetic.awkward_rows(datetime(2026, 1, 22, 10, 15, tzinfo=UTC))
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
-    expression = sqlmacros.render("parity_row_hash_duckdb")
+    metrics = parity.declaration(datasets.declared()["metrics/v1"])
+    expression = sqlmacros.render("parity_row_hash_duckdb", declaration=metrics)
     for _, ts, value, quality in rows:
         got = conn.execute(f"select {expression} from (select ?::timestamptz as ts, "
                            "?::double as value, ?::smallint as quality)",
@@ -83,8 +84,10 @@ def test_macros_validate_their_arguments():
         sqlmacros.render("parity_bucket", grain="week")
     with pytest.raises(ConfigError, match="not like metrics/v1"):
         sqlmacros.render("lake_manifest_files", dataset="../etc")
-    sql = sqlmacros.render("parity_source_aggregates", schema='we"ird', table="metrics",
-                           grain="day_shard", ts_from="a", ts_to="b", watermark="c", shards=8)
+    metrics = parity.declaration(datasets.declared()["metrics/v1"])
+    sql = sqlmacros.render("parity_source_aggregates", declaration=metrics, schema='we"ird',
+                           table="metrics", grain="day_shard", ts_from="a", ts_to="b",
+                           watermark="c", shards=8)
     assert '"we""ird"."metrics"' in sql  # a quoted identifier, taken literally
 
 
@@ -112,9 +115,11 @@ def test_cold_leftovers_are_found_through_the_record_of_cold_writes(tmp_path: Pa
                                   "TSLAKE_COLD_PATH": str(tmp_path / "cold")})
     settings.state_dir.mkdir(parents=True)
     document = manifest.empty()
-    entry = manifest.dataset(document, "metrics/v1", 8)
-    entry["partitions"]["2026-01-01"] = {"location": "cold", "files": [
-        {"path": "date=2026-01-01/shard=00/kept.parquet"}]}
+    entry = document.dataset("metrics/v1", 8)
+    entry.partitions["2026-01-01"] = manifest.Partition(
+        location="cold", updated_at="2026-01-02T00:00:00Z", files=[manifest.LakeFile(
+            path="date=2026-01-01/shard=00/kept.parquet", shard=0, rows=1, bytes=1,
+            kind="backfill", run_id="r")])
     root = tmp_path / "cold/metrics/v1"
     names = ["date=2026-01-01/shard=00/kept.parquet", "date=2026-01-01/shard=00/stray.parquet",
              "date=2026-01-01/shard=01/x.parquet.tmp", "date=2026-01-02/shard=00/other.parquet"]
@@ -132,12 +137,17 @@ def test_cold_leftovers_are_found_through_the_record_of_cold_writes(tmp_path: Pa
 
 
 def test_retention_cutoff_counts_back_from_the_watermark_date():
-    entry = {"computed_through_ts": "2026-01-22T00:10:00Z", "partitions": {
-        day: {"location": "hot"} for day in ("2026-01-14", "2026-01-15", "2026-01-22")}}
-    entry["partitions"]["2026-01-01"] = {"location": "cold"}
+    from runner.core.manifest import DatasetState, Partition
+
+    stamp = "2026-01-22T00:10:00Z"
+    entry = DatasetState(shards=8, computed_through_ts=stamp, partitions={
+        day: Partition(location="hot", updated_at=stamp)
+        for day in ("2026-01-14", "2026-01-15", "2026-01-22")})
+    entry.partitions["2026-01-01"] = Partition(location="cold", updated_at=stamp)
     assert retention.cutoff_date(entry, 7) == "2026-01-15"
     assert retention.due_partitions(entry, 7) == ["2026-01-14"]
-    assert retention.due_partitions({**entry, "computed_through_ts": None}, 7) == []
+    entry.computed_through_ts = None
+    assert retention.due_partitions(entry, 7) == []
 
 
 def test_markdown_report_escapes_sensor_ids_and_names_the_repair():

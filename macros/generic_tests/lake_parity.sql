@@ -1,19 +1,28 @@
 {#-
     `dbt test`: Postgres <-> lake parity of a lake_dataset model over the whole lake horizon
-    (every committed partition, hot and cold; Postgres rows with inserted_at <= the
-    watermark), per UTC day and shard: row count, min/max ts and the checksum of
-    (ts, value, quality) of the newest versions. One failing row per differing day/shard
-    and per committed file missing on disk; `tslake parity --all` drills into them.
+    (every committed partition, hot and cold; Postgres rows with version <= the watermark),
+    per UTC day and shard: row count, min/max time and the checksum (parity_row_hash) of
+    the newest versions, by the model's declaration (config.meta and column data_types).
+    One failing row per differing day/shard and per committed file missing on disk;
+    `tslake parity --dataset D --all` drills into them. The Postgres table is the model's
+    meta.source (<dbt source>.<table>) unless source_name and source_table are given.
     Usage (models/lake/_lake__models.yml):
-        data_tests: [{lake_parity: {source_name: postgres, source_table: metrics}}]
+        data_tests: [lake_parity]
 -#}
-{% test lake_parity(model, source_name, source_table) %}
-    {%- set relation = source(source_name, source_table) -%}
+{% test lake_parity(model, source_name=none, source_table=none) %}
     {%- if not execute -%}
         select 1 as nothing where false
     {%- else -%}
-        {%- set dataset = lake_model_dataset(model) -%}
-        {%- set lake = lake_committed_files(dataset) -%}
+        {%- set declaration = parity_model_declaration(model) -%}
+        {%- if source_name is none or source_table is none -%}
+            {%- set parts = (declaration['source'] or '') | string -%}
+            {%- if parts.split('.') | length != 2 -%}
+                {{ exceptions.raise_compiler_error("lake_parity: model " ~ model.identifier ~ " has meta.source '" ~ parts ~ "', not <source>.<table>: declare it, or give source_name and source_table") }}
+            {%- endif -%}
+            {%- set source_name, source_table = parts.split('.') -%}
+        {%- endif -%}
+        {%- set relation = source(source_name, source_table) -%}
+        {%- set lake = lake_committed_files(declaration['dataset']) -%}
         {%- if not lake['committed'] -%}
             select 1 as nothing where false
         {%- else -%}
@@ -27,13 +36,13 @@
             {%- set ts_from = lake_literal(lake['first_date'] ~ 'T00:00:00Z') ~ '::timestamptz' -%}
             {%- set ts_to = "'infinity'::timestamptz" -%}
             {%- set watermark = lake_literal(lake['watermark']) ~ '::timestamptz' -%}
-            {%- set in_flight = parity_source_inflight(relation.schema, relation.identifier, ts_from, ts_to, watermark) -%}
+            {%- set in_flight = parity_source_inflight(declaration, relation.schema, relation.identifier, ts_from, ts_to, watermark) -%}
             with compared as (
                 {{ parity_compare(
-                    parity_lake_aggregates('day_shard', ('[' ~ single | join(', ') ~ ']') if single else none,
+                    parity_lake_aggregates(declaration, 'day_shard', ('[' ~ single | join(', ') ~ ']') if single else none,
                                            ('[' ~ multi | join(', ') ~ ']') if multi else none,
                                            ts_from, ts_to, lake['shards'], exclude=in_flight),
-                    parity_source_aggregates(relation.schema, relation.identifier, 'day_shard',
+                    parity_source_aggregates(declaration, relation.schema, relation.identifier, 'day_shard',
                                              ts_from, ts_to, watermark, lake['shards'])) }}
             )
             select

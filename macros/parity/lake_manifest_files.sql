@@ -1,5 +1,6 @@
 {#-
-    Every file the committed manifest lists for `dataset`: date, shard, location, row count,
+    dbt only (`dbt test` cannot call Python; `tslake parity` builds the same list from the
+    typed manifest, runner/ops/parity.committed_files): every file the committed manifest lists for `dataset`: date, shard, location, row count,
     its full path (hot or cold root), how many files its shard-day has, and whether it is on
     disk. Reads `getvariable('tslake_manifest_path')`; `with_cold` globs the cold root too.
 -#}

@@ -1,14 +1,23 @@
 {#-
     Join the two sides of a parity comparison (parity_lake_aggregates and
     parity_source_aggregates of the same grain) and say per group: match, missing_in_lake
-    (Postgres has rows, the lake none), extra_in_lake, or differs (counts, min/max ts or
-    checksum disagree).
+    (Postgres has rows, the lake none), extra_in_lake, or differs (counts, min/max time or
+    checksum disagree). `key_columns` are the key's columns other than series and time,
+    which groups carry as key_<column> at grain row_sensor (none at the other grains).
 -#}
-{% macro parity_compare(lake, source) %}
+{% macro parity_compare(lake, source, key_columns=[]) %}
+    {%- for name in key_columns -%}
+        {%- if not modules.re.match('^[a-z_][a-z0-9_]*$', name | string) -%}
+            {{ exceptions.raise_compiler_error("parity_compare: key column '" ~ name ~ "' must be a lowercase identifier (letters, digits, _)") }}
+        {%- endif -%}
+    {%- endfor %}
     select
         coalesce(src.bucket, lake.bucket) as bucket,
-        coalesce(src.sensor_id, lake.sensor_id) as sensor_id,
+        coalesce(src.series, lake.series) as series,
         coalesce(src.shard, lake.shard) as shard,
+        {%- for name in key_columns %}
+        coalesce(src."key_{{ name }}", lake."key_{{ name }}") as "key_{{ name }}",
+        {%- endfor %}
         src.row_count as source_rows,
         lake.row_count as lake_rows,
         src.min_ts as source_min_ts,
@@ -30,5 +39,8 @@
     full outer join ({{ source }}) as src
         on lake.bucket = src.bucket
         and lake.shard = src.shard
-        and lake.sensor_id is not distinct from src.sensor_id
+        and lake.series is not distinct from src.series
+        {%- for name in key_columns %}
+        and lake."key_{{ name }}" is not distinct from src."key_{{ name }}"
+        {%- endfor %}
 {% endmacro %}

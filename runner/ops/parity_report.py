@@ -15,7 +15,8 @@ MAX_TABLE_ROWS = 500  # Markdown tables list differing rows first, then up to th
 
 
 def sensor_table(report: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Per-sensor totals over the window (when sensors were named or sampled)."""
+    """Per-series totals over the window (when series ids were named or sampled); the id
+    is `sensor_id` whatever the dataset's series column is called."""
     if report.get("sensors") is None:
         return None
     def blank(sensor: str) -> dict[str, Any]:
@@ -88,9 +89,11 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"| generated | {report['generated_at']} in {report['seconds']} s |", ""]
     lines += [f"> warning: {warning}" for warning in report["warnings"]]
     table = report.get("sensor_table")
+    series = report.get("series_column", "sensor_id")
+    label = "sensor" if series == "sensor_id" else series
     if table is not None:
-        lines += ["", "## Per sensor", "",
-                  "| sensor | Postgres rows | lake rows | Postgres min ts | lake min ts "
+        lines += ["", f"## Per {label}", "",
+                  f"| {label} | Postgres rows | lake rows | Postgres min ts | lake min ts "
                   "| Postgres max ts | lake max ts | status |",
                   "|---|---:|---:|---|---|---|---|---|"]
         lines += [f"| {_cell(r['sensor_id'])} | {r['source_rows']} | {r['lake_rows']} | "
@@ -136,12 +139,13 @@ def _difference(d: dict[str, Any]) -> list[str]:
         lines.append(f"- differs in [{span['from']}, {span['to']}): Postgres "
                      f"{span['source_rows']} rows, lake {span['lake_rows']} rows")
     for example in d.get("examples", []):
-        lines.append(f"  - row at {example['ts']}: {example['status']}")
+        key = "".join(f", {name} {value}" for name, value in example.get("key", {}).items())
+        lines.append(f"  - row at {example['ts']}{key}: {example['status']}")
     return [*lines, ""]
 
 
 def _cell(value: Any) -> str:
-    """A sensor id in a Markdown table cell: control characters escaped, pipes too."""
+    """A series id in a Markdown table cell: control characters escaped, pipes too."""
     text = json.dumps(value, ensure_ascii=False)[1:-1] if isinstance(value, str) else str(value)
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
