@@ -372,9 +372,6 @@ def test_a_window_is_clipped_at_the_watermark_or_past_it_when_times_run_ahead():
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="write path: backfill plans the days up to today only "
-                   "(runner/ops/backfill.plan_days), SPEC section 5 includes rows with a "
-                   "future ts; parity reports them missing_in_lake")
 def test_forecasts_ahead_of_today_are_backfilled_and_match(lake: Any, source_db: Any):
     create_forecast_table(source_db)
     fill_forecasts(source_db, days=2, ahead=True)

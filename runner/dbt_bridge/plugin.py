@@ -23,7 +23,7 @@ from dbt.adapters.duckdb.utils import TargetConfig
 from duckdb import DuckDBPyConnection
 
 from runner.config import Settings
-from runner.core import datasets, publish
+from runner.core import datasets, manifest, publish
 from runner.core.manifest import Manifest
 from runner.errors import ConfigError, PublishError, TslakeError
 from runner.ops import backfill, compaction, export, retention
@@ -45,6 +45,7 @@ class Plugin(BasePlugin):
         # The manifest the last `run` step committed, for its retention post-hook (same
         # process, lock still held): the step after it need not parse it again.
         self._last_run: tuple[str, Manifest] | None = None
+        self._sources_checked = False
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
@@ -80,13 +81,14 @@ class Plugin(BasePlugin):
         if dataset not in self.settings.datasets:
             log.info("tslake: %s: skipped (not in TSLAKE_DATASETS)", dataset)
             return
-        datasets.enabled(self.settings.datasets)  # a typo in TSLAKE_DATASETS stops the run
         self._last_run = None
         conn = self._connection().cursor()
         try:
             configure_session(conn, self.settings)
+            loaded = None if self._sources_checked else self._check_sources(conn)
             columns = source_columns(conn, spec)
-            document = publish.open_write(self.settings, spec, f"dbt run {run_id}", columns)
+            document = publish.open_write(self.settings, spec, f"dbt run {run_id}", columns,
+                                          document=loaded)
             if mode == "backfill":
                 if backfill_days is None:
                     raise ConfigError("backfill_days must be a whole number of days >= 1")
@@ -105,6 +107,17 @@ class Plugin(BasePlugin):
             conn.close()
         self._last_run = (dataset, document)
         self._report_generation(document)
+
+    def _check_sources(self, conn: DuckDBPyConnection) -> Manifest | None:
+        """Every enabled dataset's source against its declaration and what its lake was
+        read from, before the run's first write: one that is missing or drifted stops the
+        run with nothing written. Returns the manifest it read, for the first write."""
+        document = manifest.load(self.settings.manifest_path)
+        for spec in datasets.enabled(self.settings.datasets):
+            entry = document.datasets.get(spec.name) if document else None
+            spec.check_source(source_columns(conn, spec), entry.source_columns if entry else None)
+        self._sources_checked = True
+        return document
 
     def _compact(self, dataset: str | None = None, date: str | None = None,
                  min_files: object = None) -> None:

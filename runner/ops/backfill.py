@@ -42,11 +42,17 @@ from runner.dbt_bridge import sqlmacros
 from runner.errors import PublishError, SourceError, TslakeError
 from runner.ops import progress
 from runner.ops.export import StableWatermark, select_window
-from runner.postgres.connection import SourceConninfo, configure_session
+from runner.postgres.connection import (
+    SOURCE_CATALOG,
+    SourceConninfo,
+    configure_session,
+    sql_literal,
+)
 
 log = logging.getLogger("tslake.backfill")
 
 IN_FLIGHT_DAYS = 2  # days queued or being written at once: bounds memory and temp files
+MAX_FUTURE_DAYS = 3660  # days after today a backfill plans for rows with a future time
 
 
 @dataclass(frozen=True)
@@ -67,18 +73,20 @@ class PlannedDay:
     done: bool     # committed by the unfinished backfill this run resumes
 
 
-def plan_days(entry: DatasetState, days: int, replace_existing: bool,
-              today: str) -> tuple[list[PlannedDay], bool]:
-    """Every UTC date from `today - days` to `today`, with what the manifest says of it;
-    and whether an unfinished backfill with the same days and replace_existing resumes."""
+def plan_days(entry: DatasetState, days: int, replace_existing: bool, today: str,
+              last_date: str | None = None) -> tuple[list[PlannedDay], bool]:
+    """Every UTC date from `today - days` to `today` (or to `last_date`, the date of the
+    latest row, when that is later: forecasts), with what the manifest says of it; and
+    whether an unfinished backfill with the same days and replace_existing resumes."""
     record = entry.backfill
     resume = (record is not None and record.status == "running" and record.days == days
               and record.replace_existing == replace_existing)
     done = set(record.committed_dates) if resume and record is not None else set()
-    last = Date.fromisoformat(today[:10])
+    first = Date.fromisoformat(today[:10]) - timedelta(days=days)
+    last = max(Date.fromisoformat(today[:10]), Date.fromisoformat(last_date or today[:10]))
     plan = []
-    for offset in range(days, -1, -1):
-        day = last - timedelta(days=offset)
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
         text = day.isoformat()
         plan.append(PlannedDay(text, (day + timedelta(days=1)).isoformat(),
                                text in entry.partitions, text in done))
@@ -99,7 +107,8 @@ def run_backfill(settings: Settings, conn: duckdb.DuckDBPyConnection, document: 
                           "unknown, so no first watermark is safe: COMMIT PREPARED or ROLLBACK "
                           "PREPARED them, then run the backfill again")
     cap = entry.computed_through_ts or stable.stable_hi
-    plan, resume = plan_days(entry, days, replace_existing, stable.postgres_now)
+    plan, resume = plan_days(entry, days, replace_existing, stable.postgres_now,
+                             _last_date(conn, spec, cap, stable.postgres_now))
     todo = [day for day in plan if not day.done and (replace_existing or not day.in_lake)]
     skipped = [] if replace_existing else [d.date for d in plan if d.in_lake and not d.done]
     run = BackfillRun(settings, conn, document, dataset=spec.name, run_id=run_id, cap=cap,
@@ -147,6 +156,27 @@ class _Day:
     started: float
     futures: list[Future[int]] = field(default_factory=list)
     committed: Future[None] | None = None
+
+
+def _last_date(conn: duckdb.DuckDBPyConnection, spec: DatasetSpec, cap: str,
+               today: str) -> str | None:
+    """The UTC date of the source's latest row (version <= cap), at most MAX_FUTURE_DAYS
+    after today."""
+    query = sqlmacros.render("postgres_last_time", schema=spec.source_schema,
+                             table=spec.source_table, series_column=spec.series,
+                             time_column=spec.time, version_column=spec.version)
+    row = conn.execute(f"select strftime(last_time::timestamptz, '%Y-%m-%d') from "
+                       f"postgres_query({sql_literal(SOURCE_CATALOG)}, "
+                       f"format({sql_literal(query)}, {sql_literal(cap)}))").fetchone()
+    if not row or row[0] is None:
+        return None
+    limit = (Date.fromisoformat(today[:10]) + timedelta(days=MAX_FUTURE_DAYS)).isoformat()
+    if row[0] > limit:
+        log.warning("%s: rows up to %s have a time more than %d days ahead; the backfill "
+                    "stops at %s (ticks still export them)", spec.name, row[0],
+                    MAX_FUTURE_DAYS, limit)
+        return limit
+    return str(row[0])
 
 
 class BackfillRun:
