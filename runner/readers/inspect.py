@@ -1,4 +1,5 @@
-"""`tslake inspect`: the lake as JSON — paths, watermarks, per-date partition stats."""
+"""`tslake inspect`: the lake as JSON — paths, watermarks, per-date partition stats, for
+every dataset in the manifest."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from runner.config import Settings
 from runner.core import manifest
+from runner.core.manifest import DatasetState, Partition
 from runner.core.publish import dataset_root
 
 
@@ -20,22 +22,25 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
     }
     if document is None:
         return report
-    report["manifest"] = {"version": document["version"], "generation": document["generation"],
-                          "updated_at": document["updated_at"]}
+    report["manifest"] = {"version": document.version, "generation": document.generation,
+                          "updated_at": document.updated_at}
     now = manifest.utc_now()
-    for name, entry in document["datasets"].items():
-        watermark = entry["computed_through_ts"]
+    for name, entry in sorted(document.datasets.items()):
+        watermark = entry.computed_through_ts
         lag = (now - manifest.parse_rfc3339(watermark)).total_seconds() if watermark else None
         partitions = {date: _partition_stats(partition)
-                      for date, partition in sorted(entry["partitions"].items())}
+                      for date, partition in sorted(entry.partitions.items())}
+        declaration = entry.declaration
         report["datasets"][name] = {
             "computed_through_ts": watermark,
-            "last_inserted_at": entry["last_inserted_at"],
+            "last_inserted_at": entry.last_inserted_at,
             "watermark_age_seconds": round(lag, 3) if lag is not None else None,
-            "shards": entry["shards"],
-            "last_run": entry.get("last_run"),
-            "last_compaction": entry.get("last_compaction"),
-            "pending_deletes": len(entry.get("pending_deletes", [])),
+            "shards": entry.shards,
+            "declaration": declaration.model_dump(mode="json") if declaration else None,
+            "last_run": entry.last_run,
+            "last_compaction": (entry.last_compaction.model_dump(mode="json")
+                                if entry.last_compaction else None),
+            "pending_deletes": len(entry.pending_deletes),
             "totals": {key: sum(p[key] for p in partitions.values())
                        for key in ("files", "bytes", "rows")},
             "uncommitted_files_on_disk": _uncommitted(settings, name, entry),
@@ -44,29 +49,30 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
     return report
 
 
-def _partition_stats(partition: dict[str, Any]) -> dict[str, Any]:
+def _partition_stats(partition: Partition) -> dict[str, Any]:
     per_shard: dict[str, int] = {}
-    for file in partition["files"]:
-        key = f"{file['shard']:02d}"
+    for file in partition.files:
+        key = f"{file.shard:02d}"
         per_shard[key] = per_shard.get(key, 0) + 1
-    return {"location": partition["location"], "files": partition["file_count"],
-            "bytes": partition["bytes"], "rows": partition["rows"],
-            "files_per_shard": per_shard, "max_files_per_shard": max(per_shard.values()),
-            "updated_at": partition["updated_at"],
-            "last_compacted_at": partition["last_compacted_at"]}
+    return {"location": partition.location, "files": partition.file_count,
+            "bytes": partition.bytes, "rows": partition.rows,
+            "files_per_shard": per_shard, "max_files_per_shard": max(per_shard.values(),
+                                                                     default=0),
+            "updated_at": partition.updated_at,
+            "last_compacted_at": partition.last_compacted_at}
 
 
-def _uncommitted(settings: Settings, dataset: str, entry: dict[str, Any]) -> int:
+def _uncommitted(settings: Settings, dataset: str, entry: DatasetState) -> int:
     """Files a glob reader could see that the manifest does not list, in either tier (left
     by a killed run; the next writing command removes them), not counting pending deletes.
     An unmounted cold path counts nothing: `tslake retention` reports that one."""
-    pending = {item["path"] for item in entry.get("pending_deletes", [])}
+    pending = {item.path for item in entry.pending_deletes}
     roots = {"hot": dataset_root(settings, dataset)}
     if settings.cold_path is not None and settings.cold_path.is_dir():
         roots["cold"] = settings.cold_path / dataset
     count = 0
     for location, root in roots.items():
-        known = manifest.committed_paths(entry, location) | pending
+        known = entry.committed_paths(location) | pending
         count += sum(1 for file in root.glob("date=*/shard=*/*")
                      if file.relative_to(root).as_posix() not in known)
     return count
