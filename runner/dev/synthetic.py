@@ -152,13 +152,15 @@ FORECAST_DDL = """CREATE TABLE IF NOT EXISTS {t} (
 FORECAST_INSERT = """INSERT INTO {t} (series_id, issued_at, ts, value, inserted_at)
 SELECT series_id, issued_at, ts,
        round(least(hi, greatest(lo, CASE shape
-         WHEN 0 THEN base + amp * sin(2 * pi() * (h - 8) / 24)
-         ELSE greatest(0, amp * sin(2 * pi() * (h - 6) / 24)) END
-         + noise * 3 * (bias * (0.25 + lead_hours::float8 / %(horizon)s)
-                        + z * sqrt(lead_hours::float8 / %(horizon)s))))::numeric, 2)::float8,
+         WHEN 0 THEN base + amp * sin(2 * pi() * (h - 8) / 24) + error
+         WHEN 1 THEN CASE WHEN sin(2 * pi() * (h - 6) / 24) > 0   -- no light at night
+                          THEN amp * sin(2 * pi() * (h - 6) / 24) + error ELSE 0 END
+         END))::numeric, 2)::float8,
        {inserted_at}
 FROM (SELECT p.*, (date_part('epoch', ts) - 86400 * floor(date_part('epoch', ts) / 86400))
-                  / 3600 AS h
+                  / 3600 AS h,
+             noise * 3 * (bias * (0.25 + lead_hours::float8 / %(horizon)s)
+                          + z * sqrt(lead_hours::float8 / %(horizon)s)) AS error
       FROM (SELECT i.*, lead_hours, i.issued_at + make_interval(hours => lead_hours) AS ts,
                    random_normal() AS z
             FROM (SELECT s.*, g.issued_at, random_normal() AS bias,
