@@ -13,7 +13,7 @@ import click
 from runner import __version__
 from runner.cli_params import parse_sensor_ids, parse_window
 from runner.config import Settings
-from runner.core import publish
+from runner.core import datasets, publish
 from runner.core.manifest import load as load_manifest
 from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError, ParityMismatchError, TslakeError
@@ -52,10 +52,16 @@ def _print_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
-def _last_runs(settings: Settings, dataset: str | None) -> dict[str, Any]:
-    document = load_manifest(settings.manifest_path) or {"datasets": {}}
-    return {name: entry.get("last_run") for name, entry in document["datasets"].items()
-            if dataset in (None, name)}
+def _covered(settings: Settings, dataset: str | None) -> list[str]:
+    """The datasets a command covers (`--dataset`, or every enabled one); an unknown or
+    disabled name is exit 2 naming the known ones, before anything runs."""
+    return [spec.name for spec in datasets.select(settings.datasets, dataset)]
+
+
+def _last_runs(settings: Settings, names: list[str]) -> dict[str, Any]:
+    document = load_manifest(settings.manifest_path)
+    entries = document.datasets if document else {}
+    return {name: entries[name].last_run for name in names if name in entries}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,9 +82,10 @@ def tick(dataset: str | None) -> None:
     Prints the tick's summary as JSON.
     """
     settings = _settings()
+    names = _covered(settings, dataset)
     with publish.writing(settings, "tslake tick"):
         run_dbt(settings, ["run"], dataset=dataset)
-    _print_json(_last_runs(settings, dataset))
+    _print_json(_last_runs(settings, names))
 
 
 @cli.command()
@@ -95,14 +102,17 @@ def backfill(days: int, replace_existing: bool, dataset: str | None) -> None:
     Shows progress on stderr (a live line on a terminal); prints a JSON summary.
     """
     settings = _settings()
+    _covered(settings, dataset)
     display = progress.ProgressDisplay()
     with publish.writing(settings, "tslake backfill"), \
             display, progress.listening(display):
         run_dbt(settings, ["run"], dataset=dataset,
                 variables={"backfill_days": days, "replace_existing": replace_existing})
-    document = load_manifest(settings.manifest_path) or {"datasets": {}}
+    document = load_manifest(settings.manifest_path)
+    records = {name: entry.backfill for name, entry in (document.datasets if document
+                                                         else {}).items()}
     _print_json({name: {**{k: v for k, v in end.items() if k not in ("event", "dataset")},
-                        "status": document["datasets"][name]["backfill"]["status"]}
+                        "status": record.status if (record := records.get(name)) else None}
                  for name, end in display.ends.items()})
 
 
@@ -112,7 +122,7 @@ def backfill(days: int, replace_existing: bool, dataset: str | None) -> None:
               help="Only this UTC date's shard-days; default: every hot date.")
 def compact(dataset: str | None, day: str | None) -> None:
     """Compact now: every hot shard-day with more than one file becomes one sorted
-    compact-<run_id>.parquet holding the newest version of each (sensor_id, ts).
+    compact-<run_id>.parquet holding the newest version of each key.
 
     Each shard-day is committed on its own; its inputs leave the manifest in that commit
     and are deleted after it. (After a tick, `dbt run` compacts only shard-days with more
@@ -169,9 +179,16 @@ def launchd_install(mode: str, user: str | None, data_root: Path | None, dry_run
 
 
 @cli.command()
-def inspect() -> None:
+@DATASET_OPTION
+def inspect(dataset: str | None) -> None:
     """Print the lake as JSON: paths, watermarks, per-date files, bytes and rows."""
-    _print_json(inspect_lake(_settings()))
+    settings = _settings()
+    names = _covered(settings, dataset) if dataset is not None else None
+    report = inspect_lake(settings)
+    if names is not None:
+        report["datasets"] = {name: stats for name, stats in report["datasets"].items()
+                              if name in names}
+    _print_json(report)
 
 
 @cli.command()
@@ -186,6 +203,7 @@ def views(out: Path | None, no_fresh: bool) -> None:
     The same `metrics` view is kept, per commit, in <hot>/_state/lake.duckdb.
     """
     settings = _settings()
+    _covered(settings, None)
     document = load_manifest(settings.manifest_path)
     if document is None:
         raise ConfigError(f"no lake at {settings.hot_path}: run `tslake tick` first")
@@ -217,7 +235,9 @@ def query(sensors: str, start: str, end: str, bucket: str | None, agg: str,
     opened."""
     if output_format == "parquet" and out is None:
         raise ConfigError("--format parquet needs --out FILE.parquet")
-    relation = series(_settings(), dataset=dataset, sensors=sensors.split(","),
+    settings = _settings()
+    _covered(settings, dataset)
+    relation = series(settings, dataset=dataset, sensors=sensors.split(","),
                       start=parse_time(start, "--start"), end=parse_time(end, "--end"),
                       bucket=bucket, agg=agg)
     write_result(relation, output_format, out)
@@ -231,8 +251,7 @@ def retention(dataset: str | None) -> None:
 
     Prints what moved as JSON.
     """
-    settings = _settings()
-    _print_json(run_retention(settings, dataset))
+    _print_json(run_retention(_settings(), dataset))
 
 
 @cli.command()
@@ -288,7 +307,9 @@ def parity(start: str | None, end: str | None, whole: bool, sample: str | None,
     count = _whole_number(sample, "--sample", minimum=1)
     draw = _whole_number(seed, "--seed", minimum=0)
     sensors = parse_sensor_ids(sensor_ids) if sensor_ids else None
-    report = run_parity(_settings(), dataset, start=lo, end=hi, sensors=sensors, sample=count,
+    settings = _settings()
+    _covered(settings, dataset)
+    report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors, sample=count,
                         seed=draw)
     for warning in report["warnings"]:
         log.warning("%s", warning)

@@ -4,6 +4,7 @@ databases, lake directories, and helpers that run the real `dbt` and `tslake` co
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import shutil
@@ -129,8 +130,9 @@ class Lake:
         return result
 
     def manifest(self) -> dict[str, Any]:
-        document = manifest.load(self.settings.manifest_path)
-        assert document is not None, "no manifest committed"
+        """The committed manifest as its JSON (what other programs read), validated."""
+        assert manifest.load(self.settings.manifest_path) is not None, "no manifest committed"
+        document: dict[str, Any] = json.loads(self.settings.manifest_path.read_bytes())
         return document
 
     def dataset(self, name: str = "metrics/v1") -> dict[str, Any]:
@@ -200,8 +202,8 @@ def assert_no_doubled_versions(lake: Lake, name: str = "metrics/v1") -> None:
 def assert_newest_view_matches_source(lake: Lake, db: SourceDb) -> None:
     """The lake's newest-version view is exactly the source's rows up to the watermark:
     no row lost, none doubled; a key updated after the watermark may show its older version."""
-    document = manifest.load(lake.settings.manifest_path)
-    entry = (document or {"datasets": {}})["datasets"].get("metrics/v1")
+    entry = (lake.manifest()["datasets"].get("metrics/v1")
+             if lake.settings.manifest_path.exists() else None)
     if entry is None or entry["computed_through_ts"] is None:
         assert not lake.files_on_disk() or not entry, "files committed without a watermark"
         return

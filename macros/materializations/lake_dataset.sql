@@ -1,33 +1,24 @@
 {#-
     The lake_dataset materialization: the model's SQL is the projection of one export
-    window; this runs it for a tick (default) or for each backfill day, writes Parquet
-    and has the runner publish it, then compacts the shard-days that passed the trigger.
-    Nothing is stored in DuckDB.
+    window (rows placed in their date and shard); the runner does the rest in one call
+    (runner/dbt_bridge/plugin.py): a tick (default), a backfill (`backfill_days`) or a
+    repair (`repair_dates`) of the model's dataset, then the compaction its trigger asks
+    for, each step committed through the manifest. Nothing is stored in DuckDB.
 -#}
 {% materialization lake_dataset, adapter='duckdb' %}
-    {%- set dataset = (config.get('meta') or {}).get('dataset') -%}
-    {%- if not dataset -%}
-        {{ exceptions.raise_compiler_error("model " ~ this.identifier ~ " has no meta.dataset: set config meta: {dataset: <name like metrics/v1>} in its yml") }}
-    {%- endif -%}
-    {%- set run_id = lake_run_id() -%}
+    {%- set declaration = lake_declaration() -%}
+    {%- set mode = lake_export_mode() -%}
 
     {{ run_hooks(pre_hooks) }}
-    {%- do lake_call('open', dataset=dataset, run_id=run_id, source=lake_model_source()) -%}
-    {%- set lake = lake_state(dataset) -%}
-    {%- set stable = stable_watermark() -%}
-    {%- if lake_export_mode() == 'backfill' -%}
-        {%- do lake_backfill(sql, dataset, run_id, lake, stable) -%}
-    {%- elif lake_export_mode() == 'repair' -%}
-        {%- do lake_repair(sql, dataset, run_id, lake) -%}
-    {%- else -%}
-        {%- do lake_tick(sql, dataset, run_id, lake, stable) -%}
-    {%- endif -%}
-    {#- Compaction keeps up in the same run: shard-days past TSLAKE_COMPACT_MIN_FILES files. -#}
-    {%- do lake_compact_dataset(dataset, run_id) -%}
-    {#- dbt reports the node's result from the 'main' statement: the committed state. -#}
+    {%- do lake_call('run', dataset=declaration['dataset'], mode=mode, model_sql=sql,
+                     run_id=lake_run_id(),
+                     backfill_days=var('backfill_days') | int if mode == 'backfill' else none,
+                     replace_existing=var('replace_existing', false) in [true, 'true', 'True', 1],
+                     repair_dates=lake_repair_dates() if mode == 'repair' else none) -%}
+    {#- dbt reports the node's result from the 'main' statement: the committed generation,
+        which the runner set on this connection. -#}
     {% call statement('main') -%}
-        select (content::json ->> 'generation')::bigint as manifest_generation
-        from read_text(getvariable('tslake_manifest_path'))
+        select getvariable('tslake_generation')::bigint as manifest_generation
     {%- endcall %}
     {{ run_hooks(post_hooks) }}
 

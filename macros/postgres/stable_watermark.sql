@@ -3,8 +3,9 @@
     now() - lag, kept strictly below the start of the oldest open transaction in this
     database. A row's inserted_at is its transaction's start, but the row is visible only
     at commit, so a bound at or past an open transaction's start would skip its rows for
-    good. Returns a dict: stable_hi (RFC 3339), postgres_now (Postgres's clock, RFC 3339),
-    oldest_xact_start, oldest_xact_pid, prepared_xacts, sees_all_sessions, role_name.
+    good. Renders the query (the runner runs it, runner/ops/tick.py): one row of stable_hi
+    (RFC 3339), postgres_now (Postgres's clock), oldest_xact_start, oldest_xact_pid,
+    prepared_xacts, sees_all_sessions, role_name.
 -#}
 {% macro stable_watermark() %}
     {%- set observe -%}
@@ -31,24 +32,13 @@
             pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') as sees_all_sessions,
             current_user::text as role_name
     {%- endset -%}
-    {%- set query -%}
         select
-            {{ lake_rfc3339('stable_hi') }} as stable_hi,
-            {{ lake_rfc3339('postgres_now') }} as postgres_now,
-            {{ lake_rfc3339('oldest_xact_start') }} as oldest_xact_start,
-            oldest_xact_pid,
-            prepared_xacts,
-            sees_all_sessions,
-            role_name
-        from postgres_query('{{ lake_source_catalog() }}', format({{ lake_literal(observe) }}, getvariable('tslake_lag_seconds')))
-    {%- endset -%}
-    {%- set row = run_query(query).rows[0] -%}
-    {%- set observed = {} -%}
-    {%- for name in row.keys() -%}
-        {%- do observed.update({name: row[name]}) -%}
-    {%- endfor -%}
-    {%- if not observed['sees_all_sessions'] -%}
-        {{ exceptions.raise_compiler_error("Postgres role '" ~ observed['role_name'] ~ "' cannot see other sessions' transactions, so tslake cannot tell which rows are still uncommitted: run GRANT pg_read_all_stats TO \"" ~ observed['role_name'] ~ "\"") }}
-    {%- endif -%}
-    {{ return(observed) }}
+        {{ lake_rfc3339('stable_hi') }} as stable_hi,
+        {{ lake_rfc3339('postgres_now') }} as postgres_now,
+        {{ lake_rfc3339('oldest_xact_start') }} as oldest_xact_start,
+        oldest_xact_pid,
+        prepared_xacts,
+        sees_all_sessions,
+        role_name
+    from postgres_query('{{ lake_source_catalog() }}', format({{ lake_literal(observe) }}, getvariable('tslake_lag_seconds')))
 {% endmacro %}

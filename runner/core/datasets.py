@@ -119,7 +119,8 @@ class DatasetSpec:
                     f"{was_type or 'no such column'}: restore its declaration in models/lake/ "
                     "(a changed schema needs a new dataset version)")
 
-    def check_source(self, found: dict[str, str], recorded: dict[str, str] | None) -> dict[str, str]:
+    def check_source(self, found: dict[str, str],
+                     recorded: dict[str, str] | None) -> dict[str, str]:
         """Compare the source table's column types (Postgres format_type, by column) with
         the declaration and with what the lake was read from; returns the declared
         columns' source types. Undeclared source columns are ignored."""

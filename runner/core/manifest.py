@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from datetime import date as date_type
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -77,8 +78,16 @@ def _relative_path(text: str) -> str:
     return text
 
 
+def is_calendar_date(text: str) -> bool:
+    """YYYY-MM-DD and a real date."""
+    try:
+        return bool(_DATE.match(text)) and bool(date_type.fromisoformat(text))
+    except ValueError:
+        return False
+
+
 def _calendar_date(text: str) -> str:
-    if not _DATE.match(text):
+    if not is_calendar_date(text):
         raise ValueError(f"{text!r} is not a date like 2026-01-22")
     return text
 
@@ -215,9 +224,15 @@ class Manifest(_Model):
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def adopt(self, other: Manifest) -> None:
+        """Become `other` (a copy a commit changed and saved), in place, for the holders
+        of this object."""
+        self.__dict__.update(other.__dict__)
+        self.__pydantic_extra__ = other.__pydantic_extra__
+
 
 def empty() -> Manifest:
-    return Manifest(version=MANIFEST_VERSION, generation=0, updated_at=rfc3339(utc_now()))
+    return Manifest(version=2, generation=0, updated_at=rfc3339(utc_now()))
 
 
 def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -298,10 +313,9 @@ def add_files(entry: DatasetState, files: list[dict[str, Any]], *,
             partition.updated_at = stamp
             touched.add(date)
     for file in files:
-        partition = entry.partitions.get(file["date"])
-        if partition is None:
-            partition = entry.partitions[file["date"]] = Partition(location="hot",
-                                                                   updated_at=stamp)
+        if file["date"] not in entry.partitions:
+            entry.partitions[file["date"]] = Partition(location="hot", updated_at=stamp)
+        partition = entry.partitions[file["date"]]
         partition.files.append(LakeFile(**{key: file[key] for key in
                                            ("path", "shard", "rows", "bytes", "kind", "run_id")}))
         partition.updated_at = stamp

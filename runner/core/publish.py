@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ from typing import Any
 
 from runner.config import Settings
 from runner.core import manifest, tiers
+from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path, write_json_atomic
 from runner.core.failpoints import failpoint
-from runner.core.datasets import DatasetSpec
 from runner.core.lock import acquire, lake_lock
 from runner.core.manifest import FILE_KINDS, Manifest
 from runner.errors import ManifestError, PublishError, TslakeError
@@ -70,15 +71,19 @@ def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> P
 
 
 def open_write(settings: Settings, spec: DatasetSpec, purpose: str,
-               source_columns: dict[str, str] | None = None) -> Manifest:
+               source_columns: dict[str, str] | None = None,
+               document: Manifest | None = None) -> Manifest:
     """Lock the lake for a write and return the manifest the write starts from.
 
-    The dataset's declaration (and the source's column types, when the write reads the
-    source) is recorded on first use and must match the recorded one after that."""
+    The dataset's declaration, and the source's column types (`source_columns`, as
+    Postgres has them now, when the write reads the source), are checked against what the
+    lake was written with, and recorded on first use; a mismatch refuses before anything
+    is written. `document`: the manifest this process already loaded under the lock."""
     dataset = spec.name
     root = dataset_root(settings, dataset)
     acquire(settings.lock_path, settings.lock_timeout_seconds, purpose)
-    document = manifest.load(settings.manifest_path)
+    if document is None:
+        document = manifest.load(settings.manifest_path)
     if document is None:
         strays = next(root.glob("date=*/shard=*/*.parquet"), None) if root.exists() else None
         if strays is not None:
@@ -92,8 +97,10 @@ def open_write(settings: Settings, spec: DatasetSpec, purpose: str,
     declaration = spec.record()
     changed = document.generation == 0 or entry.declaration != declaration
     entry.declaration = declaration
-    if source_columns is not None and entry.source_columns != source_columns:
-        entry.source_columns, changed = source_columns, True
+    if source_columns is not None:
+        types = spec.check_source(source_columns, entry.source_columns)
+        if entry.source_columns != types:
+            entry.source_columns, changed = types, True
     if changed:
         manifest.save(settings.manifest_path, document)
     remove_leftovers(settings, document)
@@ -139,10 +146,22 @@ def remove_leftovers(settings: Settings, document: Manifest) -> int:
     return removed
 
 
-def prepare_partitions(settings: Settings, dataset: str, partitions: list[dict[str, Any]]) -> None:
+def new_run_id() -> str:
+    """YYYYMMDDTHHMMSSZ-<8 hex>: file names sort by time (dbt runs use lake_run_id())."""
+    return f"{manifest.utc_now():%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def staged_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> Path:
+    """Where a writer stages a file: its final path plus `.tmp`."""
+    final = segment_path(root, date, shard, kind, run_id)
+    return final.with_name(final.name + ".tmp")
+
+
+def prepare_partitions(settings: Settings, dataset: str,
+                       partitions: list[tuple[str, int]]) -> None:
+    """Create the `date=/shard=` directories DuckDB will COPY into."""
     root = dataset_root(settings, dataset)
-    for partition in partitions:
-        date, shard = str(partition["date"]), int(partition["shard"])
+    for date, shard in partitions:
         if not _DATE.match(date) or not 0 <= shard < settings.shards:
             raise PublishError(f"partition date={date} shard={shard} is not valid for "
                                f"{dataset} ({settings.shards} shards)")
@@ -167,6 +186,8 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
     if kind not in FILE_KINDS or not _RUN_ID.match(run_id):
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
                            f"of {', '.join(FILE_KINDS)} and run_id like 20260122T101500Z-1a2b3c4d")
+    committed_document = document
+    document = document.model_copy(deep=True)  # adopted once the commit succeeded
     entry = document.dataset(dataset, settings.shards)
     root = dataset_root(settings, dataset)
 
@@ -175,7 +196,7 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
     for staged in files:
         final = segment_path(root, staged.date, staged.shard, kind, run_id)
         tmp = Path(staged.path)
-        if tmp != final.with_name(final.name + ".tmp"):
+        if tmp != staged_path(root, staged.date, staged.shard, kind, run_id):
             raise PublishError(f"staged file {tmp} is not where {final.name}.tmp belongs: "
                                "the materialization and the runner disagree on the layout")
         try:
@@ -225,6 +246,7 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
                            f"of run {run_id} was committed: free space or fix permissions "
                            "there and run again") from error
     failpoint(step + "after_manifest_replace")
+    committed_document.adopt(document)
 
     write_json_atomic(settings.replication_path, replication_state(document))
     if refresh_views or replaced:

@@ -104,7 +104,7 @@ class ColdPlacement:
             clear_cold_writes(self.settings)
 
 
-def place_cold_files(settings: Settings, dataset: str, entry: dict[str, Any],
+def place_cold_files(settings: Settings, dataset: str, entry: manifest.DatasetState,
                      committed: list[dict[str, Any]], replace_dates: frozenset[str],
                      hot_root: Path) -> ColdPlacement:
     """Copy just-published hot files whose date is a cold partition into the cold tier.
@@ -112,16 +112,16 @@ def place_cold_files(settings: Settings, dataset: str, entry: dict[str, Any],
     Called by the publish between the data renames and the manifest commit. The file
     entries keep their relative paths, which now resolve in the cold root; files the
     commit replaces in cold partitions are returned for deletion after the commit."""
-    cold_dates = {date for date, partition in entry["partitions"].items()
-                  if partition["location"] == "cold"}
+    cold_dates = {date for date, partition in entry.partitions.items()
+                  if partition.location == "cold"}
     touched = cold_dates & ({file["date"] for file in committed} | set(replace_dates))
     if not touched:
         return ColdPlacement()
     root = cold_root(settings, dataset)
     record_cold_writes(settings, dataset, touched)
     placement = ColdPlacement(settings=settings, replaced=[
-        root / file["path"] for date in sorted(touched & replace_dates)
-        for file in entry["partitions"][date]["files"]])
+        root / file.path for date in sorted(touched & replace_dates)
+        for file in entry.partitions[date].files])
     for file in committed:
         if file["date"] in cold_dates:
             copy_verified(hot_root / file["path"], root / file["path"], file["rows"])
@@ -157,9 +157,9 @@ def remove_cold_leftovers(settings: Settings, document: manifest.Manifest, *,
             or not settings.cold_path.is_dir():
         return 0
     removed = 0
-    for name, entry in document["datasets"].items():
+    for name, entry in document.datasets.items():
         root = settings.cold_path / name
-        committed = manifest.committed_paths(entry, "cold")
+        committed = entry.committed_paths("cold")
         patterns = ["date=*"] if everything else [f"date={d}" for d in pending.get(name, [])]
         for pattern in patterns:
             removed += remove_uncommitted(root, pattern, committed)

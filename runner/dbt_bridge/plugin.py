@@ -1,23 +1,21 @@
 """The dbt-duckdb plugin: what `profiles.yml` loads so that a plain `dbt run` is a tick.
 
 - `configure_connection`: installs the postgres extension from its wheel, bounds memory,
-  attaches Postgres read-only (password only in a DuckDB secret) unless the run is inside
-  `without_source()` (`tslake compact`: compaction reads no Postgres rows, so it works while
-  Postgres is down);
+  attaches Postgres read-only (password only in a DuckDB secret);
 - `configure_cursor`: UTC and the settings SQL reads as DuckDB variables;
-- `store`: the materialization's way to call the runner. dbt-duckdb passes the model's
-  request through `adapter.store_relation(...)`; `config["action"]` names the step.
-  `retention` (the lake models' post-hook) is best effort: a failure is a warning, since
-  the tick before it has committed; `tslake retention` reports it as an error.
-  The backfill steps hand a day's shard tasks to runner/ops/backfill.py, which runs them on
-  connections of its own to this DuckDB database.
+- `store`: the one call the materialization makes (dbt-duckdb passes the model's request
+  through `adapter.store_relation(...)`; `config["action"]` names the step):
+  `run` hands the lake model's compiled SQL to the runner, which runs the whole tick,
+  backfill or repair of that dataset and then its compaction (runner/ops/); `compact`
+  is `dbt run-operation lake_compact`; `retention` (the lake models' post-hook) is best
+  effort: a failure is a warning, since the run before it has committed.
+A dataset not in TSLAKE_DATASETS is skipped (its model is in the project, not enabled).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -25,41 +23,32 @@ from dbt.adapters.duckdb.utils import TargetConfig
 from duckdb import DuckDBPyConnection
 
 from runner.config import Settings
-from runner.core import publish
-from runner.errors import PublishError, TslakeError
-from runner.ops import retention
-from runner.ops.backfill import BackfillRun, Task
+from runner.core import datasets, publish
+from runner.core.manifest import Manifest
+from runner.errors import ConfigError, PublishError, TslakeError
+from runner.ops import backfill, compaction, export, retention
 from runner.postgres.connection import SourceConninfo, configure_database, configure_session
+from runner.postgres.schema import source_columns
 
 log = logging.getLogger("tslake.dbt")
 
 # The last typed error a step raised in this process: `dbt run-operation` swallows the
 # exception, so runner.dbt_bridge.invoke reads it here to keep the CLI's exit code.
 last_error: TslakeError | None = None
-_attach_source = True
-
-
-@contextmanager
-def without_source() -> Iterator[None]:
-    """dbt runs in this block (in this process) leave Postgres unattached."""
-    global _attach_source
-    _attach_source = False
-    try:
-        yield
-    finally:
-        _attach_source = True
 
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.settings = Settings.from_env()
         self._conn: DuckDBPyConnection | None = None
-        self._backfills: dict[str, BackfillRun] = {}
+        self._cursors: list[DuckDBPyConnection] = []
+        # The manifest the last `run` step committed, for its retention post-hook (same
+        # process, lock still held): the step after it need not parse it again.
+        self._last_run: tuple[str, Manifest] | None = None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
-            configure_database(conn, self.settings,
-                               SourceConninfo() if _attach_source else None)
+            configure_database(conn, self.settings, SourceConninfo())
         except TslakeError as error:
             _remember(error)
             raise
@@ -68,79 +57,85 @@ class Plugin(BasePlugin):
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
         configure_session(cursor, self.settings)
+        self._cursors.append(cursor)
 
     def store(self, target_config: TargetConfig) -> None:
         request = dict(target_config.config)
         action = request.pop("action", None)
         steps: dict[str, Callable[..., None]] = {
-            "open": self._open, "prepare": self._prepare, "publish": self._publish,
-            "retention": self._retention, "backfill_begin": self._backfill_begin,
-            "backfill_day": self._backfill_day, "backfill_end": self._backfill_end}
+            "run": self._run, "compact": self._compact, "retention": self._retention}
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
             steps[action](**request)
         except TslakeError as error:
             _remember(error)
-            self._abandon_backfills()
             # dbt prints the exception text; keep it the same one line the CLI prints.
             raise RuntimeError(f"tslake: {error}") from error
 
-    def _open(self, dataset: str, run_id: str, source: dict[str, str] | None = None) -> None:
-        publish.open_write(self.settings, dataset, purpose=f"dbt run {run_id}", source=source)
+    def _run(self, dataset: str, mode: str, model_sql: str, run_id: str,
+             backfill_days: int | None = None, replace_existing: bool = False,
+             repair_dates: list[str] | None = None) -> None:
+        spec = datasets.declared()[dataset]
+        if dataset not in self.settings.datasets:
+            log.info("tslake: %s: skipped (not in TSLAKE_DATASETS)", dataset)
+            return
+        datasets.enabled(self.settings.datasets)  # a typo in TSLAKE_DATASETS stops the run
+        self._last_run = None
+        conn = self._connection().cursor()
+        try:
+            configure_session(conn, self.settings)
+            columns = source_columns(conn, spec)
+            document = publish.open_write(self.settings, spec, f"dbt run {run_id}", columns)
+            if mode == "backfill":
+                if backfill_days is None:
+                    raise ConfigError("backfill_days must be a whole number of days >= 1")
+                backfill.run_backfill(self.settings, conn, document, spec, model_sql, run_id,
+                                      days=backfill_days, replace_existing=replace_existing,
+                                      stable=export.stable_watermark(conn))
+            elif mode == "repair":
+                export.repair(self.settings, conn, document, spec, model_sql, run_id,
+                              list(repair_dates or []))
+            else:
+                export.tick(self.settings, conn, document, spec, model_sql, run_id)
+            # Compaction keeps up in the same run: shard-days past TSLAKE_COMPACT_MIN_FILES.
+            compaction.compact_dataset(self.settings, conn, document, spec, run_id,
+                                       min_files=self.settings.compact_min_files)
+        finally:
+            conn.close()
+        self._last_run = (dataset, document)
+        self._report_generation(document)
 
-    def _prepare(self, dataset: str, partitions: list[dict[str, Any]]) -> None:
-        publish.prepare_partitions(self.settings, dataset, partitions)
-
-    def _publish(self, dataset: str, run_id: str, generation: int, kind: str,
-                 files: list[dict[str, Any]], watermark: str | None,
-                 replace_dates: list[str] | None = None,
-                 replace_files: list[str] | None = None,
-                 run_info: dict[str, Any] | None = None) -> None:
-        staged = [publish.StagedFile(date=str(f["date"]), shard=int(f["shard"]),
-                                     rows=int(f["rows"]), path=str(f["path"])) for f in files]
-        summary = publish.publish_segments(
-            self.settings, dataset, run_id=run_id, generation=int(generation), kind=kind,
-            files=staged, watermark=watermark, replace_dates=frozenset(replace_dates or ()),
-            replace_paths=frozenset(replace_files or ()), run_info=run_info)
-        log.debug("published %s", summary)
-
-    def _backfill_begin(self, dataset: str, run_id: str, **plan: Any) -> None:
-        if self._conn is None:
-            raise PublishError("backfill_begin before DuckDB was configured: run it from the "
-                               "lake_dataset materialization")
-        self._abandon_backfills()
-        self._backfills[dataset] = BackfillRun(self.settings, self._conn, dataset=dataset,
-                                               run_id=run_id, **plan)
-
-    def _backfill_day(self, dataset: str, run_id: str, date: str, tasks: list[dict[str, Any]],
-                      in_lake: bool) -> None:
-        self._backfill(dataset, run_id).run_day(str(date), [Task.from_request(t) for t in tasks],
-                                                bool(in_lake))
-
-    def _backfill_end(self, dataset: str, run_id: str) -> None:
-        self._backfill(dataset, run_id).finish()
-        del self._backfills[dataset]
-
-    def _backfill(self, dataset: str, run_id: str) -> BackfillRun:
-        run = self._backfills.get(dataset)
-        if run is None or run.run_id != run_id:
-            raise PublishError(f"no backfill {run_id} of {dataset} is open: backfill_begin "
-                               "must come first (a materialization bug)")
-        return run
-
-    def _abandon_backfills(self) -> None:
-        for run in self._backfills.values():
-            run.close()
-        self._backfills.clear()
+    def _compact(self, dataset: str | None = None, date: str | None = None,
+                 min_files: object = None) -> None:
+        compaction.compact(self.settings, dataset=dataset, date=date,
+                           min_files=self.settings.compact_min_files if min_files is None
+                           else min_files)
 
     def _retention(self, dataset: str) -> None:
+        if dataset not in self.settings.datasets:
+            return
+        document = self._last_run[1] if self._last_run and self._last_run[0] == dataset else None
         try:
-            summary = retention.apply_retention(self.settings, dataset)
+            summary = retention.apply_retention(self.settings, dataset, document)
         except TslakeError as error:
             log.warning("tslake: retention of %s skipped: %s", dataset, error)
             return
         log.debug("retention %s", summary)
+
+    def _connection(self) -> DuckDBPyConnection:
+        if self._conn is None:
+            raise PublishError("the lake step ran before DuckDB was configured: run it from "
+                               "the lake_dataset materialization")
+        return self._conn
+
+    def _report_generation(self, document: Manifest) -> None:
+        """The committed generation, for the materialization's 'main' statement."""
+        for cursor in self._cursors:
+            try:
+                cursor.execute(f"set variable tslake_generation = {int(document.generation)}")
+            except Exception:  # a cursor dbt has closed since
+                continue
 
 
 def _remember(error: TslakeError) -> None:

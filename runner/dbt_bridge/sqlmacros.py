@@ -1,12 +1,12 @@
-"""Render the project's SQL macros outside dbt, so `tslake` runs the SQL `dbt test` runs.
+"""Render the project's SQL macros outside dbt: the runner runs the SQL dbt owns.
 
-The parity macros (`macros/parity/`) and the few helpers they call are plain Jinja: they
-take every value as an argument and use nothing of dbt's context but
-`exceptions.raise_compiler_error` and `modules.re`/`modules.datetime`, which this module
-provides. The CLI renders them here with values passed as DuckDB expressions
-(`getvariable(...)` for what the user typed, bound as parameters), dbt renders the very
-same files in `dbt test`: one definition of the checksum for both. The reader views
-(runner/readers/views.py) take the shard formula from `shard_of` the same way.
+Every macro outside `macros/bridge/`, `macros/materializations/` and
+`macros/generic_tests/` (which need dbt's context) is plain Jinja: it takes every value
+as an argument and uses nothing of dbt's context but `exceptions.raise_compiler_error`
+and `modules.re`/`modules.datetime`, which this module provides. The runner renders them
+here (the export COPYs, compaction, the stable watermark, parity, the shard formula of the
+reader views), with values as literals or DuckDB expressions (`getvariable(...)`); dbt
+renders the very same files in `dbt test`: one definition of each piece of SQL.
 """
 
 from __future__ import annotations
@@ -21,14 +21,8 @@ import jinja2
 from runner.config import PROJECT_ROOT
 from runner.errors import ConfigError
 
-MACRO_FILES = (
-    "macros/parity/*.sql",
-    "macros/lake/lake_literal.sql",
-    "macros/lake/lake_source_catalog.sql",
-    "macros/lake/newest_versions.sql",
-    "macros/lake/shard_of.sql",
-    "macros/postgres/postgres_quote_ident.sql",
-)
+MACRO_FILES = ("macros/export/*.sql", "macros/lake/*.sql", "macros/parity/*.sql",
+               "macros/postgres/*.sql")
 
 
 class _Exceptions:

@@ -1,8 +1,12 @@
-"""The backfill executor: shard tasks run concurrently, days are committed in order.
+"""The backfill (SPEC section 5): whole UTC days, shard tasks run concurrently, days are
+committed in order.
 
-The `lake_backfill` macro plans the days and renders, for each day, one task per shard:
-`set variable` statements that select the window, then one streaming
-`COPY (... postgres_query ... ORDER BY sensor_id, ts) TO '<path>.tmp'`. Each task runs on
+`run_backfill` plans the days from the manifest (every UTC date from `today - days` to
+today, Postgres's clock; days already in the lake are skipped without replace_existing),
+discovers each day's series through the lake model (postgres_window's discovery shape),
+and renders one task per shard (macros/export/lake_backfill_task.sql): `set variable`
+statements that select the window, then one streaming
+`COPY (... postgres_query ... ORDER BY <key>) TO '<path>.tmp'`. Each task runs on
 a DuckDB connection of its own (window variables are per connection), so while one task
 waits for Postgres another sorts and writes, and Postgres and DuckDB work at once.
 
@@ -22,6 +26,8 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date as Date
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +35,13 @@ import duckdb
 
 from runner.config import Settings
 from runner.core import manifest, publish
+from runner.core.datasets import DatasetSpec
 from runner.core.durable import fsync_path
-from runner.errors import ManifestError, PublishError, SourceError, TslakeError
+from runner.core.manifest import BackfillRecord, DatasetState, Manifest
+from runner.dbt_bridge import sqlmacros
+from runner.errors import PublishError, SourceError, TslakeError
 from runner.ops import progress
+from runner.ops.export import StableWatermark, select_window
 from runner.postgres.connection import SourceConninfo, configure_session
 
 log = logging.getLogger("tslake.backfill")
@@ -41,17 +51,92 @@ IN_FLIGHT_DAYS = 2  # days queued or being written at once: bounds memory and te
 
 @dataclass(frozen=True)
 class Task:
-    """One shard of one day: statements to run in order; the last returns the row count."""
+    """One shard of one day: SQL text whose last statement returns the row count."""
 
     shard: int
     path: str
     series: int
-    statements: tuple[str, ...]
+    sql: str
 
-    @classmethod
-    def from_request(cls, raw: dict[str, Any]) -> Task:
-        return cls(shard=int(raw["shard"]), path=str(raw["path"]), series=int(raw["series"]),
-                   statements=tuple(str(s) for s in raw["statements"]))
+
+@dataclass(frozen=True)
+class PlannedDay:
+    date: str
+    next_date: str
+    in_lake: bool  # the date has committed files
+    done: bool     # committed by the unfinished backfill this run resumes
+
+
+def plan_days(entry: DatasetState, days: int, replace_existing: bool,
+              today: str) -> tuple[list[PlannedDay], bool]:
+    """Every UTC date from `today - days` to `today`, with what the manifest says of it;
+    and whether an unfinished backfill with the same days and replace_existing resumes."""
+    record = entry.backfill
+    resume = (record is not None and record.status == "running" and record.days == days
+              and record.replace_existing == replace_existing)
+    done = set(record.committed_dates) if resume and record is not None else set()
+    last = Date.fromisoformat(today[:10])
+    plan = []
+    for offset in range(days, -1, -1):
+        day = last - timedelta(days=offset)
+        text = day.isoformat()
+        plan.append(PlannedDay(text, (day + timedelta(days=1)).isoformat(),
+                               text in entry.partitions, text in done))
+    return plan, resume
+
+
+def run_backfill(settings: Settings, conn: duckdb.DuckDBPyConnection, document: Manifest,
+                 spec: DatasetSpec, model_sql: str, run_id: str, *, days: int,
+                 replace_existing: bool, stable: StableWatermark) -> dict[str, Any]:
+    """Backfill the last `days` UTC days of `spec`: rows capped at the committed watermark
+    (a fresh stable one on an empty lake), each day committed on its own with the
+    backfill's progress record. A run that finds an unfinished backfill with the same days
+    and replace_existing resumes it: the days it committed are not done again."""
+    entry = document.dataset(spec.name, settings.shards)
+    if not entry.computed_through_ts and stable.prepared_xacts > 0:
+        raise SourceError(f"{spec.name}: the lake is empty and {stable.prepared_xacts} prepared "
+                          "transaction(s) are in pg_prepared_xacts; their rows' inserted_at is "
+                          "unknown, so no first watermark is safe: COMMIT PREPARED or ROLLBACK "
+                          "PREPARED them, then run the backfill again")
+    cap = entry.computed_through_ts or stable.stable_hi
+    plan, resume = plan_days(entry, days, replace_existing, stable.postgres_now)
+    todo = [day for day in plan if not day.done and (replace_existing or not day.in_lake)]
+    skipped = [] if replace_existing else [d.date for d in plan if d.in_lake and not d.done]
+    run = BackfillRun(settings, conn, document, dataset=spec.name, run_id=run_id, cap=cap,
+                      days=days, replace_existing=replace_existing, resume=resume,
+                      first_date=plan[0].date, last_date=plan[-1].date,
+                      todo=[day.date for day in todo], skipped=skipped,
+                      done=[day.date for day in plan if day.done])
+    try:
+        # Discovery over the whole window finds each series' first row in it: days before
+        # the earliest of them hold nothing to read (a table younger than the horizon).
+        select_window(conn, hi=cap, ts_from=f"{plan[0].date}T00:00:00Z",
+                      ts_to=f"{plan[-1].next_date}T00:00:00Z")
+        row = conn.execute(f"select strftime(min({spec.time}), '%Y-%m-%d') from ({model_sql}) "
+                           "as first_rows").fetchone()
+        first_row_date = row[0] if row else None
+        root = publish.dataset_root(settings, spec.name)
+        for day in todo:
+            tasks = []
+            ts_from, ts_to = f"{day.date}T00:00:00Z", f"{day.next_date}T00:00:00Z"
+            if first_row_date is not None and day.date >= first_row_date:
+                select_window(conn, hi=cap, ts_from=ts_from, ts_to=ts_to)
+                series = conn.execute(sqlmacros.render(
+                    "lake_backfill_series", model_sql=model_sql,
+                    series_column=spec.series)).fetchall()
+                for shard, ids, count in series:
+                    path = str(publish.staged_path(root, day.date, int(shard), "backfill",
+                                                   run_id))
+                    tasks.append(Task(shard=int(shard), path=path, series=int(count),
+                                      sql=sqlmacros.render(
+                                          "lake_backfill_task", model_sql=model_sql, cap=cap,
+                                          ts_from=ts_from, ts_to=ts_to, series=ids, path=path,
+                                          key=list(spec.key))))
+            run.run_day(day.date, tasks, day.in_lake)
+        return run.finish()
+    except BaseException:
+        run.close()
+        raise
 
 
 @dataclass
@@ -65,14 +150,15 @@ class _Day:
 
 
 class BackfillRun:
-    """One `lake_backfill` invocation for one dataset, between backfill_begin and _end."""
+    """One backfill of one dataset (see `run_backfill`): its days, workers and committer."""
 
-    def __init__(self, settings: Settings, conn: duckdb.DuckDBPyConnection, *, dataset: str,
-                 run_id: str, generation: int, cap: str, days: int, replace_existing: bool,
+    def __init__(self, settings: Settings, conn: duckdb.DuckDBPyConnection, document: Manifest,
+                 *, dataset: str, run_id: str, cap: str, days: int, replace_existing: bool,
                  resume: bool, first_date: str, last_date: str, todo: list[str],
                  skipped: list[str], done: list[str]) -> None:
         self.settings, self.dataset, self.run_id = settings, dataset, run_id
-        self.generation, self.cap, self.replace = int(generation), cap, bool(replace_existing)
+        self.document, self.cap, self.replace = document, cap, bool(replace_existing)
+        self._closed = False
         self._conn = conn
         self._idle: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -94,22 +180,17 @@ class BackfillRun:
                                                first_date=first_date, last_date=last_date))
 
     def _start_record(self, days: int, resume: bool, first_date: str,
-                      last_date: str) -> dict[str, Any]:
-        document = manifest.load(self.settings.manifest_path)
-        if document is None or document["generation"] != self.generation:
-            raise ManifestError(f"{self.settings.manifest_path} changed while backfill "
-                                f"{self.run_id} was planning: run the command again")
-        previous = document["datasets"][self.dataset].get("backfill")
+                      last_date: str) -> BackfillRecord:
+        previous = self.document.datasets[self.dataset].backfill
         now = manifest.rfc3339(manifest.utc_now())
         if resume and previous:
             log.info("%s: resuming the unfinished backfill started %s (%d days committed)",
-                     self.dataset, previous["started_at"], len(previous["committed_dates"]))
-            return {**previous, "cap": self.cap, "updated_at": now,
-                    "run_ids": [*previous["run_ids"], self.run_id]}
-        return {"status": "running", "days": int(days), "replace_existing": self.replace,
-                "first_date": first_date, "last_date": last_date, "cap": self.cap,
-                "run_ids": [self.run_id], "started_at": now, "updated_at": now,
-                "finished_at": None, "committed_dates": [], "rows": 0, "files": 0}
+                     self.dataset, previous.started_at, len(previous.committed_dates))
+            return previous.model_copy(update={"cap": self.cap, "updated_at": now,
+                                               "run_ids": [*previous.run_ids, self.run_id]})
+        return BackfillRecord(status="running", days=int(days), replace_existing=self.replace,
+                              first_date=first_date, last_date=last_date, cap=self.cap,
+                              run_ids=[self.run_id], started_at=now, updated_at=now)
 
     def run_day(self, date: str, tasks: list[Task], in_lake: bool) -> None:
         """Queue a day: its shards are written concurrently, then it is committed (in order).
@@ -117,7 +198,7 @@ class BackfillRun:
         self._check()
         if tasks:
             publish.prepare_partitions(self.settings, self.dataset,
-                                       [{"date": date, "shard": task.shard} for task in tasks])
+                                       [(date, task.shard) for task in tasks])
             self._open_cursors(min(self.settings.backfill_workers, len(tasks)))
         # Biggest shards first, so a day does not end on a long task.
         day = _Day(date, sorted(tasks, key=lambda task: -task.series), in_lake, time.monotonic())
@@ -134,7 +215,8 @@ class BackfillRun:
         while self._days:
             self._settle(self._days.popleft())
         now = manifest.rfc3339(manifest.utc_now())
-        self.record = {**self.record, "status": "complete", "updated_at": now, "finished_at": now}
+        self.record = self.record.model_copy(update={"status": "complete", "updated_at": now,
+                                                     "finished_at": now})
         summary = self.tracker.summary()
         self._publish([], run_info={"mode": "backfill", "status": "complete", **summary})
         self.close()
@@ -144,6 +226,9 @@ class BackfillRun:
 
     def close(self) -> None:
         """Stop: cancel queued tasks, interrupt running ones, release the connections."""
+        if self._closed:
+            return
+        self._closed = True
         for day in self._days:
             for future in day.futures:
                 future.cancel()
@@ -161,9 +246,7 @@ class BackfillRun:
     def _run_task(self, task: Task) -> int:
         cursor = self._idle.get()
         try:
-            for statement in task.statements[:-1]:
-                cursor.execute(statement)
-            row = cursor.execute(task.statements[-1]).fetchone()
+            row = cursor.execute(task.sql).fetchone()
         finally:
             self._idle.put(cursor)
         rows = int(row[0]) if row else 0
@@ -208,15 +291,14 @@ class BackfillRun:
                                              path=task.path))
         rows = sum(file.rows for file in staged)
         if staged or (self.replace and day.in_lake):
-            self.record = {**self.record,
-                           "committed_dates": sorted({*self.record["committed_dates"], day.date}),
-                           "rows": self.record["rows"] + rows,
-                           "files": self.record["files"] + len(staged),
-                           "updated_at": manifest.rfc3339(manifest.utc_now())}
+            self.record = self.record.model_copy(update={
+                "committed_dates": sorted({*self.record.committed_dates, day.date}),
+                "rows": self.record.rows + rows, "files": self.record.files + len(staged),
+                "updated_at": manifest.rfc3339(manifest.utc_now())})
             # The views follow at the end (finish) or whenever a commit deletes files:
             # rewriting lake.duckdb for each day cost ~30 ms of CPU a day.
             self._publish(staged, run_info={"mode": "backfill", "date": day.date,
-                                            "days": self.record["days"]},
+                                            "days": self.record.days},
                           replace_dates=frozenset({day.date}) if self.replace else frozenset(),
                           refresh_views=False)
         self._events.put(self.tracker.day_event(date=day.date, rows=rows, files=len(staged),
@@ -224,12 +306,10 @@ class BackfillRun:
 
     def _publish(self, files: list[publish.StagedFile], *, run_info: dict[str, Any],
                  replace_dates: frozenset[str] = frozenset(), refresh_views: bool = True) -> None:
-        publish.publish_segments(self.settings, self.dataset, run_id=self.run_id,
-                                 generation=self.generation, kind="backfill", files=files,
-                                 watermark=self.cap, replace_dates=replace_dates,
-                                 run_info=run_info, backfill=self.record,
-                                 refresh_views=refresh_views)
-        self.generation += 1  # every publish commits exactly one manifest replace
+        publish.publish_segments(self.settings, self.document, self.dataset, run_id=self.run_id,
+                                 kind="backfill", files=files, watermark=self.cap,
+                                 replace_dates=replace_dates, run_info=run_info,
+                                 backfill=self.record, refresh_views=refresh_views)
 
     # -- the dbt thread -------------------------------------------------------------------
 

@@ -25,8 +25,7 @@ import duckdb
 
 from runner.cli_params import days_in
 from runner.config import Settings
-from runner.core import manifest
-from runner.core.datasets import source_table
+from runner.core import datasets, manifest
 from runner.dbt_bridge import sqlmacros
 from runner.errors import ConfigError, ManifestError, SourceError
 from runner.postgres.connection import configure_session, connect
@@ -44,16 +43,17 @@ def run_parity(settings: Settings, dataset: str, *, start: datetime | None = Non
     """Compare `dataset` with Postgres; `start`/`end` None means the whole lake horizon.
     Returns the report (JSON-able); `report["verdict"]` is "match" or "mismatch"."""
     began = time.monotonic()
+    spec = datasets.select(settings.datasets, dataset)[0]
     document = manifest.load(settings.manifest_path)
-    entry = (document or {"datasets": {}})["datasets"].get(dataset)
-    if not entry or not entry.get("computed_through_ts") or not entry["partitions"]:
+    entry = document.datasets.get(dataset) if document else None
+    if not entry or not entry.computed_through_ts or not entry.partitions:
         raise ManifestError(f"dataset {dataset} has nothing committed in "
                             f"{settings.manifest_path}: run `tslake backfill` first")
-    watermark = manifest.parse_rfc3339(entry["computed_through_ts"])
-    horizon = datetime.fromisoformat(min(entry["partitions"]) + "T00:00:00+00:00")
+    watermark = manifest.parse_rfc3339(entry.computed_through_ts)
+    horizon = datetime.fromisoformat(min(entry.partitions) + "T00:00:00+00:00")
     lo, hi, warnings = _clip(start, end, horizon, watermark)
-    schema, table = source_table(settings, dataset)
-    session = _Session(settings, dataset, int(entry["shards"]), schema, table, watermark)
+    schema, table = spec.source_schema, spec.source_table
+    session = _Session(settings, dataset, entry.shards, schema, table, watermark)
     report: dict[str, Any] = {
         "dataset": dataset, "source_table": f"{schema}.{table}",
         "generated_at": manifest.rfc3339(manifest.utc_now()),

@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.cli_params import days_in
 from runner.config import Settings
-from runner.core import manifest, publish
+from runner.core import datasets, manifest, publish
 from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError, ManifestError
 from runner.ops import retention
@@ -21,10 +21,11 @@ from runner.ops import retention
 
 def repair_days(settings: Settings, lo: datetime, hi: datetime, dataset: str | None) -> list[str]:
     """The days [lo, hi) touches, refused when retention would delete them again."""
+    names = {spec.name for spec in datasets.select(settings.datasets, dataset)}
     days = days_in(lo, hi)
     document = manifest.load(settings.manifest_path)
-    entries = {name: entry for name, entry in (document or {"datasets": {}})["datasets"].items()
-               if dataset in (None, name) and entry.get("computed_through_ts")}
+    entries = {name: entry for name, entry in (document.datasets if document else {}).items()
+               if name in names and entry.computed_through_ts}
     if not entries:
         raise ManifestError(f"nothing is committed in {settings.manifest_path}"
                             + (f" for dataset {dataset}" if dataset else "")
@@ -43,16 +44,14 @@ def repair_days(settings: Settings, lo: datetime, hi: datetime, dataset: str | N
 def run_repair(settings: Settings, lo: datetime, hi: datetime,
                dataset: str | None) -> dict[str, Any]:
     days = repair_days(settings, lo, hi, dataset)
-    if dataset is not None:
-        publish.dataset_root(settings, dataset)  # validates the name before dbt runs
     with publish.writing(settings, "tslake repair"):
         run_dbt(settings, ["run"], dataset=dataset, variables={"repair_dates": days})
-    document = manifest.load(settings.manifest_path) or {"datasets": {}}
+    document = manifest.load(settings.manifest_path)
     report: dict[str, Any] = {"days": days, "datasets": {}}
-    for name, entry in document["datasets"].items():
+    for name, entry in (document.datasets if document else {}).items():
         if dataset in (None, name):
-            partitions = {day: entry["partitions"].get(day) or {} for day in days}
             report["datasets"][name] = {
-                day: {"location": p.get("location"), "files": p.get("file_count", 0),
-                      "rows": p.get("rows", 0)} for day, p in partitions.items()}
+                day: {"location": p.location if p else None, "files": p.file_count if p else 0,
+                      "rows": p.rows if p else 0}
+                for day, p in ((day, entry.partitions.get(day)) for day in days)}
     return report

@@ -34,44 +34,47 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.core import manifest, publish, tiers
+from runner.core import datasets, manifest, publish, tiers
 from runner.core.durable import write_json_atomic
 from runner.core.failpoints import failpoint
 from runner.core.lock import lake_lock
+from runner.core.manifest import DatasetState, LakeFile, Manifest
 from runner.errors import ManifestError
 from runner.readers import views
 
 log = logging.getLogger("tslake.retention")
 
 
-def cutoff_date(entry: dict[str, Any], retention_days: int) -> str | None:
+def cutoff_date(entry: DatasetState, retention_days: int) -> str | None:
     """Partitions with a date before this (YYYY-MM-DD) leave the hot tier; None before the
     first commit of a watermark."""
-    watermark = entry.get("computed_through_ts")
+    watermark = entry.computed_through_ts
     if not watermark:
         return None
     return (manifest.parse_rfc3339(watermark).date() - timedelta(days=retention_days)).isoformat()
 
 
-def due_partitions(entry: dict[str, Any], retention_days: int) -> list[str]:
+def due_partitions(entry: DatasetState, retention_days: int) -> list[str]:
     cutoff = cutoff_date(entry, retention_days)
     if cutoff is None:
         return []
-    return sorted(date for date, partition in entry["partitions"].items()
-                  if partition["location"] == "hot" and date < cutoff)
+    return [date for date in entry.hot_dates() if date < cutoff]
 
 
-def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
-    """Move (or delete) every hot partition of `dataset` older than the hot horizon."""
+def apply_retention(settings: Settings, dataset: str,
+                    document: Manifest | None = None) -> dict[str, Any]:
+    """Move (or delete) every hot partition of `dataset` older than the hot horizon.
+    `document` is the manifest the caller loaded under the lock (else it is loaded)."""
     started = time.monotonic()
     summary: dict[str, Any] = {"dataset": dataset, "action": "move" if settings.cold_path
                                else "delete", "cutoff": None, "partitions": [], "files": 0,
                                "rows": 0, "bytes": 0}
     with lake_lock(settings.lock_path, settings.lock_timeout_seconds, f"retention {dataset}"):
-        document = manifest.load(settings.manifest_path)
-        if document is None or dataset not in document["datasets"]:
+        if document is None:
+            document = manifest.load(settings.manifest_path)
+        if document is None or dataset not in document.datasets:
             return summary
-        entry = document["datasets"][dataset]
+        entry = document.datasets[dataset]
         summary["cutoff"] = cutoff_date(entry, settings.hot_retention_days)
         due = due_partitions(entry, settings.hot_retention_days)
         if not due:
@@ -79,18 +82,18 @@ def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
         hot = publish.dataset_root(settings, dataset)
         cold = tiers.cold_root(settings, dataset) if settings.cold_path is not None else None
         for date in due:
-            partition = entry["partitions"][date]
-            files = list(partition["files"])
+            partition = entry.partitions[date]
+            files = list(partition.files)
             if cold is not None:
                 tiers.record_cold_writes(settings, dataset, {date})
                 _copy_partition(hot, cold, date, files)
-                partition["location"] = "cold"
-                partition["updated_at"] = manifest.rfc3339(manifest.utc_now())
+                partition.location = "cold"
+                partition.updated_at = manifest.rfc3339(manifest.utc_now())
             else:
-                del entry["partitions"][date]
+                del entry.partitions[date]
             grace = settings.delete_grace_seconds > 0
             if grace:  # readers of the previous commit keep their files for the grace
-                manifest.schedule_deletes(entry, [file["path"] for file in files],
+                manifest.schedule_deletes(entry, [file.path for file in files],
                                           manifest.utc_now())
             failpoint("retention_before_manifest_replace")
             manifest.save(settings.manifest_path, document)  # the commit point
@@ -100,51 +103,51 @@ def apply_retention(settings: Settings, dataset: str) -> dict[str, Any]:
                 _remove_hot_files(hot, files)
             summary["partitions"].append(date)
             summary["files"] += len(files)
-            summary["rows"] += sum(file["rows"] for file in files)
-            summary["bytes"] += sum(file["bytes"] for file in files)
+            summary["rows"] += sum(file.rows for file in files)
+            summary["bytes"] += sum(file.bytes for file in files)
             log.info("retention: %s %s %s (%d files, %d rows)", dataset,
                      "moved to the cold tier" if cold is not None else "deleted", date,
-                     len(files), sum(file["rows"] for file in files))
+                     len(files), sum(file.rows for file in files))
         write_json_atomic(settings.replication_path, publish.replication_state(document))
         tiers.clear_cold_writes(settings)
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-def _copy_partition(hot: Path, cold: Path, date: str, files: list[dict[str, Any]]) -> None:
+def _copy_partition(hot: Path, cold: Path, date: str, files: list[LakeFile]) -> None:
     for number, file in enumerate(files):
-        source = hot / file["path"]
+        source = hot / file.path
         if not source.exists():
             after = (date_type.fromisoformat(date) + timedelta(days=1)).isoformat()
             raise ManifestError(f"committed file {source} is missing from the hot tier, so "
                                 f"partition {date} cannot move: run `tslake repair --start "
                                 f"{date} --end {after}` to re-export that day")
-        tiers.copy_verified(source, cold / file["path"], int(file["rows"]))
+        tiers.copy_verified(source, cold / file.path, file.rows)
         if number == 0:
             failpoint("retention_after_cold_copy")
 
 
-def _remove_hot_files(hot: Path, files: list[dict[str, Any]]) -> None:
+def _remove_hot_files(hot: Path, files: list[LakeFile]) -> None:
     for number, file in enumerate(files):
-        (hot / file["path"]).unlink(missing_ok=True)
+        (hot / file.path).unlink(missing_ok=True)
         if number == 0:
             failpoint("retention_during_hot_removal")
-    for shard_dir in sorted({(hot / file["path"]).parent for file in files}):
+    for shard_dir in sorted({(hot / file.path).parent for file in files}):
         tiers.remove_empty_dirs(shard_dir)
 
 
 def run_retention(settings: Settings, dataset: str | None = None) -> dict[str, Any]:
     """`tslake retention`: clean leftovers, then apply retention to each dataset."""
+    specs = datasets.select(settings.datasets, dataset)
     with lake_lock(settings.lock_path, settings.lock_timeout_seconds, "tslake retention"):
-        document = manifest.load(settings.manifest_path)
-        names = sorted((document or {"datasets": {}})["datasets"])
-        if dataset is not None:
-            names = [name for name in names if name == dataset]
+        if manifest.load(settings.manifest_path) is None:
+            return {}
         summaries = {}
-        for name in names:
-            publish.open_write(settings, name, "tslake retention")
+        document = None
+        for spec in specs:
+            document = publish.open_write(settings, spec, "tslake retention", document=document)
         if document is not None:  # the explicit command also looks through the whole cold tier
             tiers.remove_cold_leftovers(settings, document, everything=True)
-        for name in names:
-            summaries[name] = apply_retention(settings, name)
+            for spec in specs:
+                summaries[spec.name] = apply_retention(settings, spec.name, document)
     return summaries

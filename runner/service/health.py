@@ -123,10 +123,10 @@ class ServiceMetrics:
 
     def refresh_partitions(self, document: manifest.Manifest) -> None:
         self.partition_files.clear()
-        for name, entry in document["datasets"].items():
-            for date, partition in entry["partitions"].items():
-                self.partition_files.labels(name, date, partition["location"]).set(
-                    partition["file_count"])
+        for name, entry in document.datasets.items():
+            for date, partition in entry.partitions.items():
+                self.partition_files.labels(name, date, partition.location).set(
+                    partition.file_count)
 
 
 def serve(health: ServiceHealth, metrics: ServiceMetrics, host: str,

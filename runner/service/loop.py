@@ -119,8 +119,8 @@ class ReplicationService:
         if document is None:
             return
         with self.health.lock:
-            self.health.watermarks = {name: entry["computed_through_ts"]
-                                      for name, entry in document["datasets"].items()}
+            self.health.watermarks = {name: entry.computed_through_ts
+                                      for name, entry in document.datasets.items()}
         self.metrics.refresh_partitions(document)
 
     def _backoff(self) -> float:
