@@ -5,6 +5,7 @@ with `forecast_points_fresh`) and `tslake query --dataset forecast_points/v1`.""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +44,29 @@ def lake_view(lake: Lake) -> list[tuple]:
     return canonical(reader.execute(f"select {COLUMNS} from lake.forecast_points").fetchall())
 
 
-@pytest.fixture
-def forecast_lake(lake: Lake, source_db: SourceDb) -> Lake:
-    """Both datasets enabled; 1.5 days of forecast issues (each 48 h ahead), backfilled."""
+def make_forecast_lake(lake: Lake, source_db: SourceDb, *, end: datetime, days: int) -> Lake:
     with source_db.connect() as conn:
         synthetic.create_forecast_points_table(conn)
-        synthetic.fill_forecasts(conn, days=1.5, end=source_db.now())
+        synthetic.fill_forecasts(conn, days=1.5, end=end)
     source_db.execute("insert into metrics (sensor_id, ts, value) values ('m-1', now(), 1)")
     lake.configure(TSLAKE_DATASETS=BOTH)
-    lake.run("tslake", "backfill", "--days", "2")
+    lake.run("tslake", "backfill", "--days", str(days))
     return lake
+
+
+@pytest.fixture
+def forecast_lake(lake: Lake, source_db: SourceDb) -> Lake:
+    """Both datasets enabled; 1.5 days of forecast issues (each 48 h ahead) issued until two
+    days ago, so every point's ts is in the past; backfilled."""
+    return make_forecast_lake(lake, source_db, end=source_db.now() - timedelta(days=2),
+                              days=4)
+
+
+def test_backfill_takes_forecasts_of_future_dates_too(lake: Lake, source_db: SourceDb) -> None:
+    """SPEC section 5: a backfill exports rows with a future ts (forecasts) too."""
+    make_forecast_lake(lake, source_db, end=source_db.now(), days=2)
+    watermark = parse_rfc3339(state_of(lake).computed_through_ts or "")
+    assert lake_view(lake) == forecast_rows(source_db, "inserted_at <= %s", (watermark,))
 
 
 def test_forecast_view_is_the_newest_version_of_every_forecast_point(
