@@ -274,3 +274,79 @@ def test_synthetic_cli(server: tuple[Path, dict]) -> None:
     assert out.startswith("created hypertable-like table public.") and out.count("\n") == 1
     out = _cli("runner.dev.synthetic", "--table", table, "live", "--sensors", "5", env=env)
     assert re.fullmatch(rf"wrote 5 live rows to public\.{table} in [\d.]+ s\n", out)
+    forecasts = f"fc{next(_names)}"
+    out = _cli("runner.dev.synthetic", "--table", table, "--forecast-table", forecasts,
+               "history", "--days", "1", "--sensors", "2", env=env)
+    assert re.fullmatch(rf"wrote [\d,]+ history rows to public\.{table} and [\d,]+ forecast rows "
+                        rf"to public\.{forecasts} in [\d.]+ s\n", out)
+    out = _cli("runner.dev.synthetic", "--forecast-table", forecasts, "forecasts", "--days", "2",
+               env=env)
+    assert re.fullmatch(rf"wrote [\d,]+ forecast rows to public\.{forecasts} in [\d.]+ s\n", out)
+
+
+def test_forecast_table_is_the_spec_ddl_with_the_inserted_at_index(db: tuple) -> None:
+    conn, schema = db
+    synthetic.create_forecast_points_table(conn, schema=schema)
+    synthetic.create_forecast_points_table(conn, schema=schema)  # idempotent
+    columns = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid) "
+        "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+        "AND d.adnum = a.attnum WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum",
+        (sql.Identifier(schema, "forecast_points").as_string(conn),)).fetchall()
+    assert columns == [("series_id", "text", None), ("issued_at", "timestamp with time zone", None),
+                       ("ts", "timestamp with time zone", None),
+                       ("value", "double precision", None),
+                       ("inserted_at", "timestamp with time zone", "now()")]
+    assert _index_columns(conn, schema, "forecast_points") == {
+        (True, "series_id,issued_at,ts"), (False, "inserted_at")}
+
+
+def test_fill_forecasts_issues_every_6_hours_48_hourly_points_ahead(db: tuple) -> None:
+    conn, schema = db
+    synthetic.create_forecast_points_table(conn, schema=schema)
+    rows = synthetic.fill_forecasts(conn, days=3, end=END, schema=schema)
+    t = sql.Identifier(schema, "forecast_points").as_string(conn)
+    issues = conn.execute(f"SELECT series_id, issued_at, count(*), min(ts - issued_at), "
+                          f"max(ts - issued_at), min(inserted_at - issued_at), "
+                          f"max(inserted_at) FROM {t} GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    series = sorted(synthetic.FORECAST_SERIES)
+    assert sorted({issue[0] for issue in issues}) == series
+    assert rows == len(issues) * 48 == len(series) * 12 * 48  # 3 days x 4 issues a day
+    for _, issued_at, count, first, last, delay, newest in issues:
+        assert issued_at.hour % 6 == 0 and (issued_at.minute, issued_at.second) == (0, 0)
+        assert END - timedelta(days=3) <= issued_at <= END
+        assert (count, first, last) == (48, timedelta(hours=1), timedelta(hours=48))
+        assert newest <= END and (delay >= timedelta(minutes=5) or newest == END)
+        assert delay <= timedelta(minutes=20)
+    # The newest issue reaches two days past END; past issues overlap (several per ts).
+    assert max(issue[1] for issue in issues) + timedelta(hours=48) > END + timedelta(days=1)
+    assert _count(conn, f"SELECT max(n) FROM (SELECT count(*) AS n FROM {t} "
+                  "GROUP BY series_id, ts) x") == 8
+    # Plausible values: within the kind's bounds, error growing with the lead time.
+    bounds = conn.execute(f"SELECT min(value), max(value) FROM {t} WHERE series_id = "
+                          "'greenhouse-1/humidity-forecast'").fetchone()
+    assert bounds is not None and 0 <= bounds[0] < bounds[1] <= 100
+    night = _count(conn, f"SELECT count(*) FROM {t} WHERE series_id = "
+                   "'weather-station/solar-radiation-forecast' AND extract(hour FROM ts "
+                   "AT TIME ZONE 'UTC') IN (0, 1, 2, 3) AND value > 0")
+    assert night == 0
+    spread = conn.execute(
+        f"SELECT stddev(value) FILTER (WHERE ts - issued_at <= interval '6 hours'), "
+        f"stddev(value) FILTER (WHERE ts - issued_at >= interval '42 hours') FROM ("
+        f"SELECT issued_at, ts, value - avg(value) OVER (PARTITION BY series_id, ts) AS value "
+        f"FROM {t} WHERE series_id LIKE '%%air-temp%%') x").fetchone()
+    assert spread is not None and spread[0] < spread[1]
+    # Reproducible; an issue already there is kept.
+    assert synthetic.fill_forecasts(conn, days=3, end=END, schema=schema) == 0
+
+
+def test_issue_forecasts_uses_the_database_clock(db: tuple) -> None:
+    conn, schema = db
+    synthetic.create_forecast_points_table(conn, schema=schema)
+    assert synthetic.issue_forecasts(conn, schema=schema) == 4 * 48
+    t = sql.Identifier(schema, "forecast_points").as_string(conn)
+    row = conn.execute(f"SELECT count(DISTINCT issued_at), min(issued_at), "
+                       f"max(inserted_at) <= now(), min(ts) - min(issued_at) FROM {t}").fetchone()
+    assert row is not None and row[0] == 1 and row[2] and row[3] == timedelta(hours=1)
+    assert row[1].microsecond == 0

@@ -12,13 +12,43 @@ import duckdb
 import pytest
 
 from conftest import Lake, SourceDb, canonical, source_rows
-from runner.core.manifest import parse_rfc3339
+from runner.core import manifest
+from runner.core.manifest import DatasetState, Manifest, parse_rfc3339
 from runner.postgres.connection import connect
 from runner.readers.query import shard_of
 
 pytestmark = pytest.mark.integration
 
 COLUMNS = "sensor_id, ts, value, quality, inserted_at"
+
+
+def document_of(lake: Lake) -> Manifest:
+    """The committed manifest, typed."""
+    document = manifest.load(lake.settings.manifest_path)
+    assert document is not None, "no manifest committed"
+    return document
+
+
+def state_of(lake: Lake, name: str = "metrics/v1") -> DatasetState:
+    return document_of(lake).datasets[name]
+
+
+def files_of(lake: Lake, name: str = "metrics/v1") -> list[Path]:
+    """Every file the manifest lists, in the hot or the cold root as it says."""
+    roots = {"hot": lake.settings.hot_path / name,
+             "cold": (lake.settings.cold_path or lake.settings.hot_path) / name}
+    return sorted(roots[partition.location] / file.path
+                  for _, partition, file in state_of(lake, name).files_of())
+
+
+def all_versions(lake: Lake, name: str = "metrics/v1", columns: str = COLUMNS) -> list[tuple]:
+    files = files_of(lake, name)
+    if not files:
+        return []
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    return canonical(conn.execute(f"select {columns} from read_parquet(?)",
+                                  [[str(f) for f in files]]).fetchall())
 
 
 def fill(db: SourceDb) -> None:
@@ -34,17 +64,18 @@ def test_lake_duckdb_and_views_sql_give_exactly_the_newest_committed_rows(
     source_db.execute("update metrics set value = -value, inserted_at = now() "
                       "where sensor_id = 'sensor-3'")  # a second version of 86 keys
     lake.run("dbt", "run")
-    assert lake.dataset()["source"] == {"schema": "public", "table": "metrics"}
-    watermark = parse_rfc3339(lake.dataset()["computed_through_ts"])
+    declaration = state_of(lake).declaration
+    assert declaration is not None and declaration.source == "public.metrics"
+    watermark = parse_rfc3339(state_of(lake).computed_through_ts or "")
     expected = source_rows(source_db, "inserted_at <= %s", (watermark,))
-    assert len(lake.rows()) > len(expected)  # the lake holds both versions
+    assert len(all_versions(lake)) > len(expected)  # the lake holds both versions
 
     reader = duckdb.connect()
     reader.execute("set TimeZone = 'UTC'")
     reader.execute(f"attach '{lake.settings.state_dir / 'lake.duckdb'}' as lake (read_only)")
     assert canonical(reader.execute(f"select {COLUMNS} from lake.metrics").fetchall()) == expected
     generation = reader.execute("select manifest_generation from lake.tslake_state").fetchone()
-    assert generation == (lake.manifest()["generation"],)
+    assert generation == (document_of(lake).generation,)
 
     lake.run("tslake", "views", "--no-fresh", "--out", str(tmp_path / "views.sql"))
     session = duckdb.connect()
@@ -92,9 +123,9 @@ def test_lake_duckdb_shard_macro_matches_the_spec_and_prunes_to_one_shard(
     assert reader.execute(query, {"s": "sensor-4"}).fetchone() == (expected,)
     plan = reader.execute("explain analyze " + query, {"s": "sensor-4"}).fetchall()[0][1]
     scanned = sum(int(n) for n in re.findall(r"Scanning Files: (\d+)/", plan))
-    mine = [p for p in lake.committed_files()
+    mine = [p for p in files_of(lake)
             if p.parent.name == f"shard={shard_of('sensor-4', 8):02d}"]
-    assert 0 < scanned == len(mine) < len(lake.committed_files())
+    assert 0 < scanned == len(mine) < len(files_of(lake))
 
 
 def query_json(lake: Lake, *args: str) -> list[dict[str, object]]:
@@ -103,7 +134,7 @@ def query_json(lake: Lake, *args: str) -> list[dict[str, object]]:
 
 def test_query_buckets_equal_postgres_aggregates(lake: Lake, source_db: SourceDb):
     # Keep the pre-1970 rows hot: past the horizon, retention would rightly drop them.
-    lake.env["TSLAKE_HOT_RETENTION_DAYS"] = "36500"
+    lake.configure(TSLAKE_HOT_RETENTION_DAYS="36500")
     fill(source_db)
     source_db.execute("""insert into metrics (sensor_id, ts, value)
                          select 'old', '1969-12-31 22:30:00+00'::timestamptz
@@ -132,7 +163,7 @@ def test_query_returns_the_newest_version_where_a_shard_day_has_several_files(
                       "where value = 2")  # that day gets a second file
     lake.run("dbt", "run")
     files_per_day: dict[str, int] = {}
-    for path in lake.committed_files():
+    for path in files_of(lake):
         files_per_day[path.parent.parent.name] = files_per_day.get(path.parent.parent.name, 0) + 1
     assert sorted(files_per_day.values()) == [1, 1, 2]
     rows = query_json(lake, "--sensor", "twice", "--start", "2000-01-01", "--end", "2100-01-01")
@@ -143,13 +174,13 @@ def test_query_opens_only_the_files_of_its_dates_and_shards(lake: Lake, source_d
     fill(source_db)
     lake.run("dbt", "run")
     wanted = shard_of("sensor-4", 8)
-    others = [p for p in lake.committed_files() if p.parent.name != f"shard={wanted:02d}"]
+    others = [p for p in files_of(lake) if p.parent.name != f"shard={wanted:02d}"]
     assert others
     for path in others:
         path.unlink()  # a query that opened them would fail
     rows = query_json(lake, "--sensor", "sensor-4", "--start", "2000-01-01", "--end", "2100-01-01")
     assert len(rows) == len(source_db.execute("select 1 from metrics where sensor_id = 'sensor-4'"))
-    mine = next(p for p in lake.committed_files() if p.exists())
+    mine = next(p for p in files_of(lake) if p.exists())
     mine.unlink()
     failed = lake.run("tslake", "query", "--sensor", "sensor-4", "--start", "2000-01-01",
                       "--end", "2100-01-01", check=False)
@@ -201,7 +232,7 @@ def test_views_stay_exact_while_compaction_and_retention_run_beside_a_reader(
         source_db.execute("update metrics set value = value + 1, inserted_at = now() "
                           "where sensor_id = %s", (f"r-{round_number}",))
         lake.run("tslake", "tick", **env)
-    watermark = parse_rfc3339(lake.dataset()["computed_through_ts"])
+    watermark = parse_rfc3339(state_of(lake).computed_through_ts or "")
     expected = source_rows(source_db, "inserted_at <= %s", (watermark,))
     views_file = lake.settings.state_dir / "lake.duckdb"
 
@@ -232,6 +263,7 @@ def test_views_stay_exact_while_compaction_and_retention_run_beside_a_reader(
     assert len(results) >= 5
     assert all(result == expected for result in results), \
         next(r for r in results if r != expected)
-    partitions = lake.dataset()["partitions"].values()
-    assert {p["location"] for p in partitions} == {"hot", "cold"}
-    assert lake.dataset()["last_compaction"]["shard_days"] > 0
+    partitions = state_of(lake).partitions.values()
+    assert {p.location for p in partitions} == {"hot", "cold"}
+    last_compaction = state_of(lake).last_compaction
+    assert last_compaction is not None and last_compaction.shard_days > 0

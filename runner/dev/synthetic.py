@@ -1,10 +1,13 @@
-"""Synthetic farm sensor metrics, generated inside Postgres (generate_series + seeded random()).
+"""Synthetic farm sensor metrics and forecasts, generated inside Postgres (generate_series +
+seeded random()).
 
-The table comes plain or in TimescaleDB's shape (an empty parent, one inheritance child per
-ISO week). Each function commits its own work unless the caller already holds a transaction.
+The metrics table comes plain or in TimescaleDB's shape (an empty parent, one inheritance
+child per ISO week); the forecast table (`forecast_points`, SPEC section 7) is plain. Each
+function commits its own work unless the caller already holds a transaction.
 
     python -m runner.dev.synthetic create [--hypertable-like] [--drop]
-    python -m runner.dev.synthetic history --days 90 --sensors 48
+    python -m runner.dev.synthetic history --days 90 --sensors 48   # metrics and forecasts
+    python -m runner.dev.synthetic forecasts --days 90               # forecasts only
 """
 
 from __future__ import annotations
@@ -130,6 +133,48 @@ MERGE = """MERGE INTO {t} AS m USING ({rows}) AS n ON m.sensor_id = n.sensor_id 
 WHEN MATCHED THEN UPDATE SET value = n.value, quality = n.quality, inserted_at = {ins_at}
 WHEN NOT MATCHED THEN INSERT (sensor_id, ts, value, quality{ins_col})
   VALUES (n.sensor_id, n.ts, n.value, n.quality{ins_val})"""
+
+
+# Forecasts: series -> the KINDS entry its values follow (the "truth" a forecast aims at).
+FORECAST_SERIES = {"greenhouse-1/air-temp-forecast": "air-temp",
+                   "greenhouse-1/humidity-forecast": "humidity",
+                   "field-north/air-temp-forecast": "air-temp",
+                   "weather-station/solar-radiation-forecast": "solar-radiation"}
+FORECAST_ISSUE_HOURS = 6     # a forecast is issued at 00, 06, 12 and 18 UTC ...
+FORECAST_HORIZON_HOURS = 48  # ... with a point per hour for the next 48 hours
+FORECAST_DDL = """CREATE TABLE IF NOT EXISTS {t} (
+  series_id text, issued_at timestamptz, ts timestamptz, value double precision,
+  inserted_at timestamptz default now(), primary key (series_id, issued_at, ts))"""
+# One row per series and issue (one bias and one publication delay per issue, drawn once:
+# OFFSET 0), then one per lead hour. The error grows with the lead time: a per-issue bias
+# plus noise scaled by sqrt(lead / horizon). Published 5-20 min after issue, never after
+# `end`; an issue already in the table is left as it is.
+FORECAST_INSERT = """INSERT INTO {t} (series_id, issued_at, ts, value, inserted_at)
+SELECT series_id, issued_at, ts,
+       round(least(hi, greatest(lo, CASE shape
+         WHEN 0 THEN base + amp * sin(2 * pi() * (h - 8) / 24) + error
+         WHEN 1 THEN CASE WHEN sin(2 * pi() * (h - 6) / 24) > 0   -- no light at night
+                          THEN amp * sin(2 * pi() * (h - 6) / 24) + error ELSE 0 END
+         END))::numeric, 2)::float8,
+       {inserted_at}
+FROM (SELECT p.*, (date_part('epoch', ts) - 86400 * floor(date_part('epoch', ts) / 86400))
+                  / 3600 AS h,
+             noise * 3 * (bias * (0.25 + lead_hours::float8 / %(horizon)s)
+                          + z * sqrt(lead_hours::float8 / %(horizon)s)) AS error
+      FROM (SELECT i.*, lead_hours, i.issued_at + make_interval(hours => lead_hours) AS ts,
+                   random_normal() AS z
+            FROM (SELECT s.*, g.issued_at, random_normal() AS bias,
+                         300 + random() * 900 AS delay
+                  FROM unnest(%(id)s::text[], %(shape)s::int[], %(base)s::float8[],
+                              %(amp)s::float8[], %(noise)s::float8[], %(lo)s::float8[],
+                              %(hi)s::float8[])
+                    AS s(series_id, shape, base, amp, noise, lo, hi)
+                  CROSS JOIN generate_series(%(first)s::timestamptz, %(last)s::timestamptz,
+                                             make_interval(hours => %(every)s)) AS g(issued_at)
+                  OFFSET 0) i
+            CROSS JOIN generate_series(1, %(horizon)s) AS lead_hours
+            OFFSET 0) p) q
+ON CONFLICT (series_id, issued_at, ts) DO NOTHING"""
 
 
 def connect(conninfo: str | None = None) -> Conn:
@@ -329,16 +374,74 @@ def insert_awkward_rows(conn: Conn, *, table: str = "metrics", schema: str = "pu
     return len(rows)
 
 
+def create_forecast_points_table(conn: Conn, *, table: str = "forecast_points",
+                                 schema: str = "public") -> None:
+    """Create the forecast table of SPEC section 7 if missing, with its inserted_at index."""
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL(FORECAST_DDL).format(t=sql.Identifier(schema, table)))
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (inserted_at)").format(
+            sql.Identifier(f"{table}_inserted_at_idx"), sql.Identifier(schema, table)))
+
+
+def _forecast_params(series: dict[str, str] | None) -> dict[str, Any]:
+    chosen = FORECAST_SERIES if series is None else series
+    kinds = [KINDS[kind] for kind in chosen.values()]
+    return {"id": list(chosen), "shape": [0 if k[0] == 0 else 1 for k in kinds],
+            **{name: [float(k[i]) for k in kinds]
+               for i, name in ((1, "base"), (2, "amp"), (3, "noise"), (4, "lo"), (5, "hi"))},
+            "horizon": FORECAST_HORIZON_HOURS, "every": FORECAST_ISSUE_HOURS}
+
+
+def fill_forecasts(conn: Conn, *, days: float = 90, end: datetime | None = None,
+                   seed: float = 0.42, series: dict[str, str] | None = None,
+                   table: str = "forecast_points", schema: str = "public") -> int:
+    """Insert the forecasts issued in [end - days, end]: every FORECAST_ISSUE_HOURS (UTC,
+    aligned to midnight), FORECAST_HORIZON_HOURS hourly points ahead of each issue, so the
+    newest issues reach two days past `end`. inserted_at (publication) is 5-20 min after
+    the issue, never after `end` (default: the database's now()). Returns the row count:
+    4 series x 90 days = 69,120 rows. Reproducible for a given seed and end; an issue
+    already in the table is kept."""
+    with conn.transaction():
+        end = end or _one(conn, "SELECT now()")
+        every = FORECAST_ISSUE_HOURS * 3600
+        last = math.floor(end.timestamp() / every) * every
+        first = math.ceil((end.timestamp() - days * 86400) / every) * every
+        conn.execute("SELECT setseed(%s)", (seed,))
+        query = sql.SQL(FORECAST_INSERT).format(
+            t=sql.Identifier(schema, table),
+            inserted_at=sql.SQL("least(%(end)s::timestamptz, "
+                                "issued_at + delay * interval '1 second')"))
+        params = _forecast_params(series) | {"first": datetime.fromtimestamp(first, UTC),
+                                             "last": datetime.fromtimestamp(last, UTC),
+                                             "end": end}
+        return conn.execute(query, params).rowcount
+
+
+def issue_forecasts(conn: Conn, *, at: datetime | None = None, seed: float = 0.42,
+                    series: dict[str, str] | None = None, table: str = "forecast_points",
+                    schema: str = "public") -> int:
+    """Issue one new forecast per series at `at` (default now(), whole second), inserted_at
+    its default now(); returns the row count (series x FORECAST_HORIZON_HOURS)."""
+    with conn.transaction():
+        at = at or _one(conn, "SELECT date_trunc('second', now())")
+        conn.execute("SELECT setseed(%s)", (seed,))
+        query = sql.SQL(FORECAST_INSERT).format(t=sql.Identifier(schema, table),
+                                                inserted_at=sql.SQL("now()"))
+        return conn.execute(query, _forecast_params(series) | {"first": at, "last": at}).rowcount
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; each command prints one line saying what it did."""
     parser = argparse.ArgumentParser(prog="python -m runner.dev.synthetic",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", default="metrics")
     parser.add_argument("--schema", default="public")
+    parser.add_argument("--forecast-table", default="forecast_points")
     parser.add_argument("--dsn", help="libpq conninfo (default: TSLAKE_PG_DSN, else PG* vars)")
     commands = parser.add_subparsers(dest="command", required=True)
     sub = {name: commands.add_parser(name) for name in ("create", "history", "uniform", "live",
-                                                        "awkward")}
+                                                        "awkward", "forecasts")}
     for flag in ("--hypertable-like", "--no-indexes", "--drop"):
         sub["create"].add_argument(flag, action="store_true")
     for name, sensors, days in (("history", 48, 90), ("uniform", 200, 35), ("live", 48, 0)):
@@ -346,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         if days:
             sub[name].add_argument("--days", type=float, default=days)
     sub["history"].add_argument("--seed", type=float, default=0.42)
+    sub["history"].add_argument("--no-forecasts", action="store_true",
+                                help="metrics only (default: forecasts of the same days too)")
+    sub["forecasts"].add_argument("--days", type=float, default=90)
+    sub["forecasts"].add_argument("--seed", type=float, default=0.42)
     sub["uniform"].add_argument("--cadence", type=int, default=60)
     args = parser.parse_args(argv)
 
@@ -359,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
             create_metrics_table(conn, hypertable_like=args.hypertable_like,
                                  with_indexes=not args.no_indexes, **where)
             what = f"created {'hypertable-like ' * args.hypertable_like}table"
+        elif args.command == "forecasts":
+            forecasts = {"table": args.forecast_table, "schema": args.schema}
+            create_forecast_points_table(conn, **forecasts)
+            rows = fill_forecasts(conn, days=args.days, seed=args.seed, **forecasts)
+            print(f"wrote {rows:,} forecast rows to {args.schema}.{args.forecast_table} in "
+                  f"{time.monotonic() - began:.1f} s")
+            return 0
         else:
             rows = {"history": lambda: fill_history(conn, days=args.days, sensors=args.sensors,
                                                     seed=args.seed, **where),
@@ -367,6 +481,14 @@ def main(argv: list[str] | None = None) -> int:
                     "live": lambda: insert_live(conn, sensors=args.sensors, **where),
                     "awkward": lambda: insert_awkward_rows(conn, **where)}[args.command]()
             what = f"wrote {rows:,} {args.command} rows to"
+            if args.command == "history" and not args.no_forecasts:
+                forecasts = {"table": args.forecast_table, "schema": args.schema}
+                create_forecast_points_table(conn, **forecasts)
+                points = fill_forecasts(conn, days=args.days, seed=args.seed, **forecasts)
+                print(f"{what} {args.schema}.{args.table} and {points:,} forecast rows to "
+                      f"{args.schema}.{args.forecast_table} in "
+                      f"{time.monotonic() - began:.1f} s")
+                return 0
     print(f"{what} {args.schema}.{args.table} in {time.monotonic() - began:.1f} s")
     return 0
 

@@ -1,4 +1,5 @@
-"""`tslake inspect`: the lake as JSON — paths, watermarks, per-date partition stats."""
+"""`tslake inspect`: the lake as JSON — paths, watermarks, per-date partition stats, for
+every dataset in the manifest."""
 
 from __future__ import annotations
 
@@ -24,18 +25,20 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
     report["manifest"] = {"version": document.version, "generation": document.generation,
                           "updated_at": document.updated_at}
     now = manifest.utc_now()
-    for name, entry in document.datasets.items():
+    for name, entry in sorted(document.datasets.items()):
         watermark = entry.computed_through_ts
         lag = (now - manifest.parse_rfc3339(watermark)).total_seconds() if watermark else None
         partitions = {date: _partition_stats(partition)
                       for date, partition in sorted(entry.partitions.items())}
+        declaration = entry.declaration
         report["datasets"][name] = {
             "computed_through_ts": watermark,
             "last_inserted_at": entry.last_inserted_at,
             "watermark_age_seconds": round(lag, 3) if lag is not None else None,
             "shards": entry.shards,
+            "declaration": declaration.model_dump(mode="json") if declaration else None,
             "last_run": entry.last_run,
-            "last_compaction": (entry.last_compaction.model_dump()
+            "last_compaction": (entry.last_compaction.model_dump(mode="json")
                                 if entry.last_compaction else None),
             "pending_deletes": len(entry.pending_deletes),
             "totals": {key: sum(p[key] for p in partitions.values())
@@ -53,7 +56,8 @@ def _partition_stats(partition: Partition) -> dict[str, Any]:
         per_shard[key] = per_shard.get(key, 0) + 1
     return {"location": partition.location, "files": partition.file_count,
             "bytes": partition.bytes, "rows": partition.rows,
-            "files_per_shard": per_shard, "max_files_per_shard": max(per_shard.values()),
+            "files_per_shard": per_shard, "max_files_per_shard": max(per_shard.values(),
+                                                                     default=0),
             "updated_at": partition.updated_at,
             "last_compacted_at": partition.last_compacted_at}
 

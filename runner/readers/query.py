@@ -1,5 +1,10 @@
 """`tslake query`: a (downsampled) series straight from the lake, opening only the files of
-the requested dates and of the sensors' shards (picked from the manifest: no view to bind).
+the requested dates and of the series' shards (picked from the manifest: no view to bind).
+
+Generic over the dataset's declaration: `--sensor` ids match its series column (sensor_id
+for metrics/v1, series_id for forecast_points/v1), `--start`/`--end` its time column; rows
+come out with the dataset's columns but the version, sorted by the key; buckets aggregate
+its `value` column over the time column, per series.
 
 Buckets are integer arithmetic on epoch microseconds: any width, UTC whatever the session's
 TimeZone, and no ICU calendar per row (`time_bucket` on a TIMESTAMPTZ took 3x as long on
@@ -15,17 +20,20 @@ from typing import Any
 import duckdb
 
 from runner.config import Settings
-from runner.core import manifest
+from runner.core import datasets, manifest
+from runner.core.datasets import DatasetSpec
 from runner.core.manifest import DatasetState
 from runner.errors import ConfigError
 from runner.readers import views
 
 _BUCKET = re.compile(r"^([1-9][0-9]*)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Per bucket, over the `value` column; {time} is the dataset's time column.
 AGGREGATES = {"avg": "avg(value)", "min": "min(value)", "max": "max(value)",
-              "sum": "sum(value)", "count": "count(value)", "first": "arg_min(value, ts)",
-              "last": "arg_max(value, ts)", "median": "median(value)",
+              "sum": "sum(value)", "count": "count(value)", "first": "arg_min(value, {time})",
+              "last": "arg_max(value, {time})", "median": "median(value)",
               "stddev": "stddev_samp(value)"}
+VALUE_COLUMN = "value"
 
 
 def shard_of(sensor_id: str, shards: int) -> int:
@@ -57,7 +65,7 @@ def parse_bucket(text: str) -> int:
 
 def files_for(settings: Settings, dataset: str, entry: DatasetState, sensors: list[str],
               start: datetime, end: datetime) -> tuple[list[str], list[str]]:
-    """The committed files that can hold these sensors between start and end: (shard-days
+    """The committed files that can hold these series between start and end: (shard-days
     with one file, shard-days with more)."""
     shards = {shard_of(sensor, entry.shards) for sensor in sensors}
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
@@ -66,57 +74,72 @@ def files_for(settings: Settings, dataset: str, entry: DatasetState, sensors: li
         keep=lambda day, shard: shard in shards and first <= date.fromisoformat(day) <= last)
 
 
+def output_columns(spec: DatasetSpec) -> list[str]:
+    """A row's columns in `tslake query`: the dataset's columns but the version."""
+    return [column for column in spec.column_names if column != spec.version]
+
+
 def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,
-               end: datetime, bucket: str | None,
-               agg: str) -> tuple[str, dict[str, Any]] | None:
-    """The query and its parameters for these rows (or buckets); None when no committed file
-    can hold any. The files are named in the parameters, chosen from the manifest."""
+               end: datetime, bucket: str | None, agg: str) -> tuple[str, dict[str, Any]]:
+    """The query and its parameters for these rows (or buckets). The files are named in the
+    parameters, chosen from the manifest; when none can hold a row, the query reads a typed
+    empty relation (same columns, no rows)."""
     if not sensors or any(not sensor for sensor in sensors):
-        raise ConfigError("--sensor needs one or more non-empty sensor ids, comma-separated")
+        raise ConfigError("--sensor needs one or more non-empty series ids, comma-separated")
     if end <= start:
         raise ConfigError(f"--end {manifest.rfc3339(end)} is not after --start "
                           f"{manifest.rfc3339(start)}")
     if agg not in AGGREGATES:
         raise ConfigError(f"--agg {agg!r} is not one of {', '.join(AGGREGATES)}")
     width = parse_bucket(bucket) if bucket else None
+    (spec,) = datasets.select(settings.datasets, dataset)
     document = manifest.load(settings.manifest_path)
-    entry = document.datasets.get(dataset) if document else None
+    entry = document.datasets.get(dataset) if document is not None else None
     if entry is None:
         raise ConfigError(f"dataset {dataset} is not in the lake at {settings.hot_path}: "
                           "run `tslake tick` or `tslake backfill` first")
+    if width is not None and VALUE_COLUMN not in spec.column_names:
+        raise ConfigError(f"--bucket: dataset {dataset} has no {VALUE_COLUMN} column to "
+                          f"aggregate (columns: {', '.join(spec.column_names)}): leave out "
+                          "--bucket for its rows")
+    series_column, time_column = views.identifier(spec.series), views.identifier(spec.time)
+    columns = [views.identifier(column) for column in spec.column_names]
     single, multi = files_for(settings, dataset, entry, sensors, start, end)
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
     parts = []
     for name, files in (("single", single), ("multi", multi)):
         if files:
             params[name] = files
-            parts.append(f"select sensor_id, ts, value, quality, inserted_at from "
-                         f"read_parquet(${name}) where sensor_id in (select unnest($sensors)) "
-                         "and ts >= $start and ts < $end")
-    if not parts:
-        return None
+            parts.append(f"select {', '.join(columns)} from read_parquet(${name}) "
+                         f"where {series_column} in (select unnest($sensors)) "
+                         f"and {time_column} >= $start and {time_column} < $end")
     if multi:  # only shard-days with several files can repeat a key
-        parts[-1] += " " + views.NEWEST_PER_KEY
+        parts[-1] += " " + views.newest_per_key(spec.key, spec.version)
+    if not parts:
+        parts.append(views.empty_sql(spec, entry, partitions=False))
+        for name in ("sensors", "start", "end"):  # DuckDB refuses unused named parameters
+            del params[name]
     rows = " union all ".join(f"({part})" for part in parts)
     if width is None:
-        return f"select sensor_id, ts, value, quality from ({rows}) order by sensor_id, ts", params
+        order = ", ".join(spec.key)
+        return (f"select {', '.join(output_columns(spec))} from ({rows}) order by {order}",
+                params)
     params["width"] = width
+    aggregate = AGGREGATES[agg].format(time=time_column)
     # Floor (not truncating) division keeps buckets right before 1970 too.
-    return (f"select sensor_id, make_timestamptz(bucket_us) as bucket_start, "
-            f"{AGGREGATES[agg]} as {agg}, count(*) as samples from ("
-            "select *, epoch_us(ts) - ((epoch_us(ts) % $width) + $width) % $width as bucket_us "
-            f"from ({rows})) group by sensor_id, bucket_us order by sensor_id, bucket_us",
-            params)
+    return (f"select {series_column}, make_timestamptz(bucket_us) as bucket_start, "
+            f"{aggregate} as {agg}, count(*) as samples from ("
+            f"select *, epoch_us({time_column}) - ((epoch_us({time_column}) % $width) + $width)"
+            f" % $width as bucket_us from ({rows})) group by {series_column}, bucket_us "
+            f"order by {series_column}, bucket_us", params)
 
 
 def series(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,
-           end: datetime, bucket: str | None, agg: str) -> duckdb.DuckDBPyRelation | None:
-    """The rows (or buckets) as a DuckDB relation on a new UTC connection; None when no file
-    can hold any."""
-    query = series_sql(settings, dataset=dataset, sensors=sensors, start=start, end=end,
-                       bucket=bucket, agg=agg)
-    if query is None:
-        return None
+           end: datetime, bucket: str | None, agg: str) -> duckdb.DuckDBPyRelation:
+    """The rows (or buckets) as a DuckDB relation on a new UTC connection (no rows: an
+    empty relation with the same columns)."""
+    query, params = series_sql(settings, dataset=dataset, sensors=sensors, start=start,
+                               end=end, bucket=bucket, agg=agg)
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
-    return conn.query(query[0], params=query[1])
+    return conn.query(query, params=params)

@@ -1,52 +1,103 @@
-"""Reader views: DuckDB views over exactly the files the manifest lists.
+"""Reader views: DuckDB views over exactly the files the manifest lists, one per dataset.
 
-- `_state/lake.duckdb` holds `metrics` (newest version per key, hot and cold) and
-  `metrics_shard(sensor_id)`: the runner rewrites it atomically after each manifest replace
-  (a backfill's days in between excepted, see publish.publish_segments). Readers
+- `_state/lake.duckdb` holds, for every dataset in the manifest, a view named by its first
+  path segment (`metrics`, `forecast_points`: newest version per key, hot and cold) and a
+  macro `<name>_shard(<series>)`: the runner rewrites it atomically after each manifest
+  replace (a backfill's days in between excepted, see publish.publish_segments). Readers
   `ATTACH '<hot>/_state/lake.duckdb' AS lake (READ_ONLY)` and query `lake.metrics`.
-- `tslake views` prints the same views plus `metrics_fresh` (the lake plus the Postgres rows
+- `tslake views` prints the same views plus `<name>_fresh` (the lake plus the Postgres rows
   past the watermark) as SQL to run in the reader's own session, where Postgres is attached
   (DuckDB binds a view's postgres_query when the view is created).
 
-Only shard-days holding more than one file pay for dedupe: a single file never repeats a
-key (every writer keeps the newest version per key within its file).
+Every view is generic over the dataset's declaration (runner/core/datasets): its columns,
+key, series, time and version columns and its source table. The project's declaration is
+used when it declares the dataset, else the one the manifest recorded (a dataset since
+removed from the project still gets its view). Only shard-days holding more than one file
+pay for dedupe: a single file never repeats a key (every writer keeps the newest version
+per key within its file).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import duckdb
 
 from runner.config import Settings
-from runner.core import manifest
+from runner.core import datasets
+from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path
-from runner.core.manifest import DatasetState
+from runner.core.manifest import DatasetState, Manifest
 from runner.dbt_bridge import sqlmacros
+from runner.errors import ManifestError
 from runner.postgres.connection import SOURCE_CATALOG, sql_literal
 
 log = logging.getLogger("tslake.views")
 
 VIEWS_FILE = "lake.duckdb"
+PARTITION_TYPES = {"date": "date", "shard": "integer"}  # from the hive paths
 _READ_OPTIONS = "hive_partitioning = true, hive_types = {'date': 'DATE', 'shard': 'INTEGER'}"
-_EMPTY = ("select null::varchar as sensor_id, null::timestamptz as ts, null::double as value, "
-          "null::smallint as quality, null::timestamptz as inserted_at, null::date as date, "
-          "null::integer as shard where false")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# The DuckDB type of each lake type; `int` is the source's integer type (manifest's
+# source_columns), smallint when it was never recorded.
+_DUCK_TYPES = {"varchar": "varchar", "double": "double", "timestamptz": "timestamptz",
+               "smallint": "smallint", "integer": "integer", "bigint": "bigint",
+               "boolean": "boolean", "date": "date"}
+_SOURCE_INTEGERS = {"smallint": "smallint", "integer": "integer", "bigint": "bigint"}
 
 
-# The newest version of each key among rows that may repeat one (several files of a
-# shard-day, the Postgres tail); views and `tslake query` append it to their SELECT.
-NEWEST_PER_KEY = ("qualify row_number() over (partition by sensor_id, ts "
-                  "order by inserted_at desc) = 1")
+def identifier(name: str) -> str:
+    """An identifier from a declaration, checked against the allow-list before it enters SQL."""
+    if not _IDENTIFIER.match(name):
+        raise ManifestError(f"column or view name {name!r} is not a lowercase identifier: fix the "
+                            "dataset's declaration (models/lake/) or restore the manifest")
+    return name
+
+
+def newest_per_key(key: Iterable[str], version: str) -> str:
+    """The newest version of each key among rows that may repeat one (several files of a
+    shard-day, the Postgres tail); views and `tslake query` append it to their SELECT."""
+    columns = ", ".join(identifier(column) for column in key)
+    return (f"qualify row_number() over (partition by {columns} "
+            f"order by {identifier(version)} desc) = 1")
 
 
 def view_name(dataset: str) -> str:
     """`metrics/v1` -> `metrics` (SPEC's reader view name)."""
-    return dataset.split("/")[0]
+    return identifier(dataset.split("/")[0])
+
+
+def reader_spec(dataset: str, entry: DatasetState) -> DatasetSpec:
+    """The declaration the views of `dataset` follow: the project's, else the manifest's."""
+    declared = datasets.declared().get(dataset)
+    if declared is not None:
+        return declared
+    recorded = entry.declaration
+    if recorded is None:
+        raise ManifestError(f"dataset {dataset} in the manifest has no recorded declaration and "
+                            "the project declares no such dataset: declare it in models/lake/ "
+                            "or run a `tslake tick` with it enabled")
+    schema, _, table = recorded.source.rpartition(".")
+    spec = DatasetSpec(name=dataset, model="", source_name="", source_schema=schema or "public",
+                       source_table=table, columns=tuple(recorded.columns.items()),
+                       key=tuple(recorded.key), series=recorded.series, time=recorded.time,
+                       version=recorded.version)
+    for column in (*spec.column_names, *spec.key, spec.series, spec.time, spec.version):
+        identifier(column)
+    return spec
+
+
+def duck_type(spec: DatasetSpec, entry: DatasetState, column: str) -> str:
+    """The DuckDB type of a declared column as the files hold it."""
+    lake_type = spec.lake_type(column)
+    if lake_type == "int":
+        return _SOURCE_INTEGERS.get((entry.source_columns or {}).get(column, ""), "smallint")
+    return _DUCK_TYPES[lake_type]
 
 
 def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
@@ -55,66 +106,85 @@ def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
     """Absolute paths of the committed files of the shard-days `keep(date, shard)` accepts:
     (shard-days with one file, shard-days with more; only the latter need dedupe)."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for date, partition in entry.partitions.items():
+    for date, partition, file in entry.files_of():
+        if not keep(date, file.shard):
+            continue
         base = settings.hot_path if partition.location == "hot" else settings.cold_path
-        for file in partition.files:
-            if keep(date, file.shard):
-                groups[(date, file.shard)].append(
-                    str(Path(str(base)) / dataset / file.path))
+        if base is None:
+            raise ManifestError(f"dataset {dataset}: partition {date} is in the cold tier but "
+                                "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
+        groups[(date, file.shard)].append(str(Path(str(base)) / dataset / file.path))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
 
 
+def empty_sql(spec: DatasetSpec, entry: DatasetState, columns: Iterable[str] | None = None,
+              *, partitions: bool = True) -> str:
+    """A typed SELECT of no rows with the lake's columns (and date, shard)."""
+    names = list(spec.column_names if columns is None else columns)
+    typed = [f"null::{duck_type(spec, entry, name)} as {identifier(name)}" for name in names]
+    if partitions:
+        typed += [f"null::{kind} as {name}" for name, kind in PARTITION_TYPES.items()]
+    return f"select {', '.join(typed)} where false"
+
+
 def lake_view_sql(settings: Settings, dataset: str, entry: DatasetState) -> str:
+    spec = reader_spec(dataset, entry)
     single, multi = files_by_overlap(settings, dataset, entry)
     parts = []
     if single:
         parts.append(f"select * from read_parquet({_list(single)}, {_READ_OPTIONS})")
     if multi:
         parts.append(f"select * from read_parquet({_list(multi)}, {_READ_OPTIONS}) "
-                     f"{NEWEST_PER_KEY}")
-    body = "\nunion all by name\n".join(f"({part})" for part in parts) or _EMPTY
+                     f"{newest_per_key(spec.key, spec.version)}")
+    body = "\nunion all by name\n".join(f"({part})" for part in parts) or empty_sql(spec, entry)
     return f"create or replace view {view_name(dataset)} as\n{body};\n"
 
 
 def fresh_view_sql(settings: Settings, dataset: str, entry: DatasetState) -> str:
-    """`<name>_fresh`: the lake view plus Postgres rows with inserted_at past the watermark
-    (those win over the lake's version of the same key: they are newer by construction)."""
-    source = (entry.declaration.source.split(".", 1) if entry.declaration
-              else ["public", view_name(dataset)])
-    table = ".".join('"' + part.replace('"', '""') + '"' for part in source)
+    """`<name>_fresh`: the lake view plus Postgres rows with the version column past the
+    watermark (those win over the lake's version of the same key: they are newer by
+    construction), from the declared source table and columns."""
+    spec = reader_spec(dataset, entry)
+    table = ".".join('"' + part.replace('"', '""') + '"'
+                     for part in (spec.source_schema, spec.source_table))
     watermark = entry.computed_through_ts or "-infinity"
-    tail_query = ("select sensor_id, ts, value, quality, inserted_at from " + table
-                  + " where inserted_at > " + sql_literal(watermark) + "::timestamptz")
+    columns = [identifier(column) for column in spec.column_names]
+    tail_query = (f"select {', '.join(columns)} from {table} where {spec.version} > "
+                  f"{sql_literal(watermark)}::timestamptz")
+    casts = ",\n           ".join(
+        column if spec.lake_type(column) == "int"
+        else f"{column}::{duck_type(spec, entry, column)} as {column}" for column in columns)
     name = view_name(dataset)
     return f"""create or replace view {name}_fresh as
 with tail as (
-    select sensor_id::varchar as sensor_id, ts::timestamptz as ts, value::double as value,
-           quality, inserted_at::timestamptz as inserted_at
+    select {casts}
     from postgres_query({sql_literal(SOURCE_CATALOG)}, {sql_literal(tail_query)})
-    {NEWEST_PER_KEY}
+    {newest_per_key(spec.key, spec.version)}
 )
-(select * from {name} anti join tail using (sensor_id, ts))
+(select * from {name} anti join tail using ({', '.join(spec.key)}))
 union all by name
-(select *, (ts at time zone 'UTC')::date as date, {shard_sql('sensor_id', entry)} as shard
+(select *, ({spec.time} at time zone 'UTC')::date as date,
+        {shard_sql(spec.series, entry)} as shard
  from tail);
 """
 
 
-def shard_sql(sensor_id: str, entry: DatasetState) -> str:
+def shard_sql(series: str, entry: DatasetState) -> str:
     """SPEC section 3's shard formula in DuckDB SQL: the dbt macro `shard_of` itself."""
-    return sqlmacros.render("shard_of", sensor_id=sensor_id, shards=int(entry.shards))
+    return sqlmacros.render("shard_of", sensor_id=identifier(series), shards=int(entry.shards))
 
 
 def shard_macro_sql(dataset: str, entry: DatasetState) -> str:
-    """`<name>_shard(sensor_id)`: lets a reader prune by shard without computing md5 itself
+    """`<name>_shard(<series>)`: lets a reader prune by shard without computing md5 itself
     (`where sensor_id = $s and shard = lake.metrics_shard($s)` opens one shard's files)."""
-    return (f"create or replace macro {view_name(dataset)}_shard(sensor_id) as "
-            f"{shard_sql('sensor_id', entry)};\n")
+    series = reader_spec(dataset, entry).series
+    return (f"create or replace macro {view_name(dataset)}_shard({identifier(series)}) as "
+            f"{shard_sql(series, entry)};\n")
 
 
-def render_sql(settings: Settings, document: manifest.Manifest, *, fresh: bool) -> str:
+def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
     lines = [f"-- tslake reader views for manifest generation {document.generation} "
              f"({settings.manifest_path})"]
     if fresh:
@@ -130,7 +200,7 @@ def render_sql(settings: Settings, document: manifest.Manifest, *, fresh: bool) 
     return "\n".join(lines)
 
 
-def refresh(settings: Settings, document: manifest.Manifest) -> None:
+def refresh(settings: Settings, document: Manifest) -> None:
     """Rewrite `_state/lake.duckdb` for this manifest (temp file, fsync, rename). A failure
     is logged, not raised: the commit already happened and the next one retries."""
     target = settings.state_dir / VIEWS_FILE
@@ -147,13 +217,13 @@ def refresh(settings: Settings, document: manifest.Manifest) -> None:
             conn.close()
         fsync_path(tmp)
         durable_rename(tmp, target)
-    except (duckdb.Error, OSError) as error:
+    except (duckdb.Error, OSError, ManifestError) as error:
         log.warning("could not refresh %s: %s; readers see the previous commit's views until "
                     "the next commit", target, error)
         tmp.unlink(missing_ok=True)
 
 
-def refresh_if_stale(settings: Settings, document: manifest.Manifest) -> None:
+def refresh_if_stale(settings: Settings, document: Manifest) -> None:
     """After a run killed between the manifest replace and the views refresh."""
     target = settings.state_dir / VIEWS_FILE
     try:
