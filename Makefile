@@ -31,8 +31,7 @@ bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS,
 	$(BIN)/python -m bench.parity
 	$(BIN)/python -m bench.readers
 
-# mypy checks packages = ["runner"] (pyproject.toml): tests/ is not mypy-clean yet.
-lint: install  ## ruff on runner/, tests/ and bench/; mypy on runner/
+lint: install  ## ruff and mypy on runner/, tests/ and bench/
 	$(BIN)/ruff check runner tests bench
 	$(BIN)/mypy
 

@@ -53,7 +53,7 @@ class Layout:
 def compare(settings: Settings, work: Path, *, sensor: str, runs: int) -> list[Layout]:
     document = manifest.load(settings.manifest_path)
     assert document is not None, "bench.layout needs a committed lake"
-    entry = document["datasets"][DATASET]
+    entry = document.datasets[DATASET]
     single, multi = views.files_by_overlap(settings, DATASET, entry)
     assert not multi, "bench.layout expects one file per shard-day (a fresh backfill)"
     conn = duckdb.connect()
@@ -76,7 +76,7 @@ def compare(settings: Settings, work: Path, *, sensor: str, runs: int) -> list[L
 
     last = max(_date_of(str(path)) for path in written[next(iter(VARIANTS))])
     first = last - timedelta(days=7)
-    shard = shard_of(sensor, entry["shards"])
+    shard = shard_of(sensor, entry.shards)
     best: dict[str, dict[str, float]] = {label: {} for label in VARIANTS}
     for _ in range(runs):
         for label, paths in written.items():

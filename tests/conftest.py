@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,10 +119,13 @@ class Lake:
         self.settings = Settings.from_env(self.env)
 
     def run(self, *args: str, check: bool = True, timeout: float = 300,
+            env: Mapping[str, str] | None = None,
             **extra_env: str) -> subprocess.CompletedProcess[str]:
-        """Run `dbt ...` or `tslake ...` from the repository root, as a user would."""
+        """Run `dbt ...` or `tslake ...` from the repository root, as a user would, with
+        the lake's environment plus `env` and `extra_env`."""
         command = [str(BIN / args[0]), *args[1:]]
-        result = subprocess.run(command, cwd=PROJECT_ROOT, env={**self.env, **extra_env},
+        result = subprocess.run(command, cwd=PROJECT_ROOT,
+                                env={**self.env, **(env or {}), **extra_env},
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n"

@@ -39,7 +39,7 @@ def expected_window(db: SourceDb, lake: Lake, days: int) -> list[tuple[Any, ...]
 
 def backfill(lake: Lake, days: int, *, replace: bool = False, **env: str) -> Any:
     flags = ["--replace-existing"] if replace else []
-    result = lake.run("tslake", "backfill", "--days", str(days), *flags, **env)
+    result = lake.run("tslake", "backfill", "--days", str(days), *flags, env=env)
     return json.loads(result.stdout)["metrics/v1"]
 
 

@@ -55,14 +55,14 @@ def files_of(lake: Lake, day: str) -> dict[int, list[str]]:
 
 def test_late_rows_and_updates_land_as_new_segments(lake: Lake, source_db: SourceDb):
     readings(source_db, ["a", "b"], count=20)
-    lake.run("dbt", "run", **NO_TRIGGER)
+    lake.run("dbt", "run", env=NO_TRIGGER)
     today = lake.dataset()["last_run"]["window_to"][:10]
     first_files = {path: path.read_bytes() for path in lake.committed_files()}
 
     late_day = date.fromisoformat(today) - timedelta(days=3)
     updated = update_some(source_db, 4)               # corrections of rows already exported
     readings(source_db, ["a"], late_day, count=4)     # late: old ts, new inserted_at
-    lake.run("dbt", "run", **NO_TRIGGER)
+    lake.run("dbt", "run", env=NO_TRIGGER)
 
     run_id = lake.dataset()["last_run"]["run_id"]
     # The late rows are a segment of their own date, written by the second tick.
@@ -79,14 +79,14 @@ def test_late_rows_and_updates_land_as_new_segments(lake: Lake, source_db: Sourc
 def test_compact_merges_each_shard_day_into_one_sorted_newest_version_file(
         lake: Lake, source_db: SourceDb):
     sensors = [f"greenhouse-{n}/temp" for n in range(12)]
-    lake.run("dbt", "run", **NO_TRIGGER)
+    lake.run("dbt", "run", env=NO_TRIGGER)
     today = date.fromisoformat(lake.dataset()["computed_through_ts"][:10])
     late_day = str(today - timedelta(days=2))
     for round_number in range(5):  # many small ticks with late rows into one day
         readings(source_db, sensors, date.fromisoformat(late_day), offset=100 * round_number)
         readings(source_db, sensors[:3], count=2, offset=10 * round_number)
         update_some(source_db, 3, round_number % 3)
-        lake.run("tslake", "tick", **NO_TRIGGER)
+        lake.run("tslake", "tick", env=NO_TRIGGER)
     parity = lake.rows(newest=True)
     assert parity == source_rows(source_db)
     assert max(len(names) for names in files_of(lake, late_day).values()) == 5
@@ -177,12 +177,12 @@ def test_compact_checks_its_arguments_before_any_sql(lake: Lake, source_db: Sour
 def test_compact_works_while_postgres_is_down(lake: Lake, source_db: SourceDb):
     for offset in (0, 10):
         readings(source_db, ["a", "b"], count=3, offset=offset)
-        lake.run("dbt", "run", **NO_TRIGGER)
+        lake.run("dbt", "run", env=NO_TRIGGER)
     rows = lake.rows()
     assert max_files_per_shard_day(lake) == 2
     down = {"TSLAKE_PG_DSN": "host=127.0.0.1 port=1 dbname=x user=nobody"}
-    assert lake.run("dbt", "run", check=False, **down).returncode != 0  # a tick needs it
-    report = json.loads(lake.run("tslake", "compact", **down).stdout)
+    assert lake.run("dbt", "run", check=False, env=down).returncode != 0  # a tick needs it
+    report = json.loads(lake.run("tslake", "compact", env=down).stdout)
     assert report["metrics/v1"]["shard_days"] >= 1
     assert max_files_per_shard_day(lake) == 1 and lake.rows() == rows
 
@@ -191,7 +191,7 @@ def test_tick_and_compaction_at_once_keep_both_commits(lake: Lake, source_db: So
     sensors = [f"s{n}" for n in range(8)]
     for round_number in range(3):
         readings(source_db, sensors, count=3, offset=10 * round_number)
-        lake.run("dbt", "run", **NO_TRIGGER)
+        lake.run("dbt", "run", env=NO_TRIGGER)
     readings(source_db, ["newcomer"], count=3)
     env = {**lake.env, **NO_TRIGGER, "TSLAKE_LOCK_TIMEOUT_SECONDS": "120"}
     processes = [subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=PROJECT_ROOT,
@@ -209,7 +209,7 @@ def test_grace_period_keeps_replaced_files_until_it_has_passed(lake: Lake,
                                                                source_db: SourceDb):
     for round_number in range(2):
         readings(source_db, ["a", "b", "c"], count=3, offset=10 * round_number)
-        lake.run("dbt", "run", **NO_TRIGGER)
+        lake.run("dbt", "run", env=NO_TRIGGER)
     on_disk = set(lake.files_on_disk())
     lake.run("tslake", "compact", TSLAKE_DELETE_GRACE_SECONDS="3600")
     pending = lake.dataset()["pending_deletes"]
@@ -220,8 +220,8 @@ def test_grace_period_keeps_replaced_files_until_it_has_passed(lake: Lake,
     assert_newest_view_matches_source(lake, source_db)
     report = json.loads(lake.run("tslake", "inspect").stdout)["datasets"]["metrics/v1"]
     assert (report["pending_deletes"], report["uncommitted_files_on_disk"]) == (len(on_disk), 0)
-    lake.run("dbt", "run", TSLAKE_DELETE_GRACE_SECONDS="3600", **NO_TRIGGER)
+    lake.run("dbt", "run", env=NO_TRIGGER, TSLAKE_DELETE_GRACE_SECONDS="3600")
     assert on_disk < set(lake.files_on_disk())                       # within the grace
-    lake.run("dbt", "run", **NO_TRIGGER)                             # grace 0: due now
+    lake.run("dbt", "run", env=NO_TRIGGER)                             # grace 0: due now
     assert lake.dataset()["pending_deletes"] == []
     assert_clean_disk(lake)

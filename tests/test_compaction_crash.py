@@ -44,7 +44,7 @@ def add_work(lake: Lake, db: SourceDb, round_number: int) -> None:
                (round_number, SENSORS))
     db.execute("update metrics set value = -value, inserted_at = now() "
                "where extract(second from ts)::int %% 7 = %s", (round_number % 7,))
-    lake.run("tslake", "tick", **NO_TRIGGER)
+    lake.run("tslake", "tick", env=NO_TRIGGER)
     assert_clean_disk(lake)
     assert_newest_view_matches_source(lake, db)
 

@@ -99,7 +99,7 @@ def test_forecasts_backfill_tick_late_updates_and_compaction(forecast_lake: Lake
                       "forecast_points)", [series[0]])
     source_db.execute("insert into forecast_points (series_id, issued_at, ts, value) values "
                       "(%s, now() - interval '2 days', now() - interval '2 days', 7)", [series[1]])
-    lake.run("tslake", "tick", **NO_TRIGGER)
+    lake.run("tslake", "tick", env=NO_TRIGGER)
     assert lake_forecasts(lake) == forecast_rows(source_db)
     assert lake.dataset("metrics/v1")["computed_through_ts"]  # both datasets ticked
 

@@ -112,8 +112,10 @@ def add_a_lake_row(lake: Lake, db: SourceDb, day: str) -> tuple[str, set[str], b
     settings = lake.settings
     document = publish.open_write(settings, datasets.declared()["metrics/v1"],
                                   "test: extra lake row")
-    shard = duckdb.connect().execute("select (('0x' || left(md5('s0006'), 8))::ubigint % 8)"
-                                     "::integer").fetchone()[0]
+    found = duckdb.connect().execute("select (('0x' || left(md5('s0006'), 8))::ubigint % 8)"
+                                     "::integer").fetchone()
+    assert found is not None
+    shard = found[0]
     run_id = "20260101T000000Z-0badf00d"
     root = publish.dataset_root(settings, "metrics/v1")
     publish.prepare_partitions(settings, "metrics/v1", [(day, shard)])

@@ -149,7 +149,7 @@ def test_query_buckets_equal_postgres_aggregates(lake: Lake, source_db: SourceDb
         expected = source_db.execute(
             "select date_bin('1 hour', ts, 'epoch'::timestamptz), avg(value), count(*) "
             "from metrics where sensor_id = %s group by 1 order by 1", (sensor,))
-        assert [(parse_rfc3339(r["bucket_start"]), r["avg"], r["samples"]) for r in got] == \
+        assert [(parse_rfc3339(str(r["bucket_start"])), r["avg"], r["samples"]) for r in got] == \
             [(start_, pytest.approx(avg), n) for start_, avg, n in expected]
 
 
@@ -227,11 +227,11 @@ def test_views_stay_exact_while_compaction_and_retention_run_beside_a_reader(
                          from generate_series(1, 24 * 12) as i""")  # 12 days
     env = {"TSLAKE_COLD_PATH": str(cold), "TSLAKE_DELETE_GRACE_SECONDS": "60",
            "TSLAKE_HOT_RETENTION_DAYS": "30", "TSLAKE_COMPACT_MIN_FILES": "1000"}
-    lake.run("tslake", "backfill", "--days", "14", **env)
+    lake.run("tslake", "backfill", "--days", "14", env=env)
     for round_number in range(4):  # more files per shard-day, then compaction merges them
         source_db.execute("update metrics set value = value + 1, inserted_at = now() "
                           "where sensor_id = %s", (f"r-{round_number}",))
-        lake.run("tslake", "tick", **env)
+        lake.run("tslake", "tick", env=env)
     watermark = parse_rfc3339(state_of(lake).computed_through_ts or "")
     expected = source_rows(source_db, "inserted_at <= %s", (watermark,))
     views_file = lake.settings.state_dir / "lake.duckdb"
@@ -255,8 +255,8 @@ def test_views_stay_exact_while_compaction_and_retention_run_beside_a_reader(
     thread = threading.Thread(target=read_repeatedly)
     thread.start()
     try:
-        lake.run("tslake", "compact", **env)
-        lake.run("tslake", "retention", **{**env, "TSLAKE_HOT_RETENTION_DAYS": "3"})
+        lake.run("tslake", "compact", env=env)
+        lake.run("tslake", "retention", env={**env, "TSLAKE_HOT_RETENTION_DAYS": "3"})
     finally:
         stop.set()
         thread.join()

@@ -165,10 +165,12 @@ def test_retention_killed_at_each_step_keeps_every_partition_whole(old_lake: Lak
     assert lake.rows() == rows                       # nothing lost, nothing doubled
     assert all(path.exists() for path in lake.committed_files())
     committed = set(lake.committed_files())
-    stray = [path for root in (lake.settings.hot_path, lake.settings.cold_path)
+    cold_path = lake.settings.cold_path
+    assert cold_path is not None
+    stray = [path for root in (lake.settings.hot_path, cold_path)
              for path in files_under(root / "metrics/v1") if path not in committed]
     if point == "retention_before_manifest_replace":
-        assert stray and all(path.is_relative_to(lake.settings.cold_path) for path in stray)
+        assert stray and all(path.is_relative_to(cold_path) for path in stray)
     assert uncommitted_reported(lake) == len(stray)  # `tslake inspect` counts both tiers
 
     # The next command of any kind (here a tick with nothing due) tidies both tiers.
@@ -190,6 +192,7 @@ def test_retention_killed_at_random_moments_never_loses_or_doubles(old_lake: Lak
     lake = old_lake
     rng = random.Random(20261122)
     rows, dates = lake.rows(), set(lake.dataset()["partitions"])
+    assert lake.settings.cold_path is not None
     cold_root = lake.settings.cold_path / "metrics/v1"
     kills = 0
     for days in (10, 8, 6, 4, 2):

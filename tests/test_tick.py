@@ -112,7 +112,9 @@ def test_open_transaction_holds_the_watermark_and_loses_nothing(lake: Lake, sour
                     "select 'slow', now() - make_interval(secs => i), i "
                     "from generate_series(1, 50) as i")
         cur.execute("select now()")
-        started = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None
+        started = row[0]
     for _ in range(3):  # ticks while the transaction stays open
         insert(source_db, "meanwhile", 2)
         lake.run("dbt", "run")
@@ -131,7 +133,9 @@ def test_transaction_without_writes_also_holds_the_watermark(lake: Lake, source_
     reader = source_db.connect(autocommit=False)
     with reader.cursor() as cur:
         cur.execute("select now()")
-        started = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None
+        started = row[0]
     lake.run("dbt", "run")
     assert lake_time(lake.dataset()["computed_through_ts"]) < started
     with reader.cursor() as cur:

@@ -167,7 +167,7 @@ def test_lock_times_out_with_lake_busy(tmp_path: Path):
          "print('held', flush=True); time.sleep(30)",
          str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(LakeBusyError, match="holder"):
             lock.acquire(tmp_path / "lock", 0.3, "second")
     finally:
