@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from runner import __version__
-from runner.cli_params import parse_sensor_ids, parse_window
+from runner.cli_params import DATE, TIME, OptionError, WholeNumber, parse_sensor_ids, parse_window
 from runner.config import Settings
 from runner.core import datasets, publish
 from runner.core.manifest import load as load_manifest
@@ -19,14 +20,13 @@ from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError, ParityMismatchError, TslakeError
 from runner.ops import parity_report, progress
 from runner.ops.compaction import compact as compact_lake
-from runner.ops.compaction import parse_date
 from runner.ops.parity import run_parity
 from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
 from runner.postgres.connection import SourceConninfo
 from runner.readers.inspect import inspect_lake
 from runner.readers.output import write_result
-from runner.readers.query import AGGREGATES, parse_time, series
+from runner.readers.query import AGGREGATES, series
 from runner.readers.views import render_sql as render_views_sql
 from runner.service import logs
 from runner.service.launchd import (
@@ -39,6 +39,8 @@ from runner.service.launchd import (
 from runner.service.loop import ReplicationService
 
 log = logging.getLogger("tslake")
+
+MAX_BACKFILL_DAYS = 3650  # ten years: a larger --days is a typo
 
 DATASET_OPTION = click.option("--dataset", metavar="NAME", default=None,
                               help="Only this dataset (e.g. metrics/v1); default: every dataset.")
@@ -89,7 +91,8 @@ def tick(dataset: str | None) -> None:
 
 
 @cli.command()
-@click.option("--days", type=click.IntRange(min=1), required=True,
+@click.option("--days", type=WholeNumber(min=1, max=MAX_BACKFILL_DAYS), required=True,
+              metavar="N",
               help="Backfill whole UTC days from 00:00 UTC N days ago up to now.")
 @click.option("--replace-existing", is_flag=True,
               help="Rewrite days already in the lake (atomically); default: skip them.")
@@ -118,7 +121,7 @@ def backfill(days: int, replace_existing: bool, dataset: str | None) -> None:
 
 @cli.command()
 @DATASET_OPTION
-@click.option("--date", "day", metavar="YYYY-MM-DD", default=None,
+@click.option("--date", "day", type=DATE, default=None,
               help="Only this UTC date's shard-days; default: every hot date.")
 def compact(dataset: str | None, day: str | None) -> None:
     """Compact now: every hot shard-day with more than one file becomes one sorted
@@ -128,10 +131,7 @@ def compact(dataset: str | None, day: str | None) -> None:
     and are deleted after it. (After a tick, `dbt run` compacts only shard-days with more
     than TSLAKE_COMPACT_MIN_FILES files.) Prints what was compacted as JSON.
     """
-    settings = _settings()
-    if day is not None:
-        day = parse_date(day)  # before any SQL: a bad date changes nothing
-    _print_json(compact_lake(settings, dataset=dataset, date=day))
+    _print_json(compact_lake(_settings(), dataset=dataset, date=day))
 
 
 @cli.command()
@@ -217,9 +217,11 @@ def views(out: Path | None, no_fresh: bool) -> None:
 
 @cli.command()
 @click.option("--sensor", "sensors", required=True, metavar="ID[,ID...]",
-              help="Sensor id(s), comma-separated.")
-@click.option("--start", required=True, help="Start, inclusive (RFC 3339 or YYYY-MM-DD).")
-@click.option("--end", required=True, help="End, exclusive (RFC 3339 or YYYY-MM-DD).")
+              help="Series id(s) of the dataset's series column (sensor_id for metrics/v1, "
+                   "series_id for forecast_points/v1), comma-separated.")
+@click.option("--start", type=TIME, required=True,
+              help="Start, inclusive (RFC 3339 or YYYY-MM-DD).")
+@click.option("--end", type=TIME, required=True, help="End, exclusive (RFC 3339 or YYYY-MM-DD).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Downsample into buckets like 30s, 5m, 1h, 1d.")
 @click.option("--agg", default="avg", show_default=True, type=click.Choice(sorted(AGGREGATES)),
@@ -229,7 +231,7 @@ def views(out: Path | None, no_fresh: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write to this file (required for parquet).")
 @click.option("--dataset", default="metrics/v1", show_default=True, help="Dataset to read.")
-def query(sensors: str, start: str, end: str, bucket: str | None, agg: str,
+def query(sensors: str, start: datetime, end: datetime, bucket: str | None, agg: str,
           output_format: str, out: Path | None, dataset: str) -> None:
     """A (downsampled) series from the lake; only the files of those dates and shards are
     opened."""
@@ -238,8 +240,7 @@ def query(sensors: str, start: str, end: str, bucket: str | None, agg: str,
     settings = _settings()
     _covered(settings, dataset)
     relation = series(settings, dataset=dataset, sensors=sensors.split(","),
-                      start=parse_time(start, "--start"), end=parse_time(end, "--end"),
-                      bucket=bucket, agg=agg)
+                      start=start, end=end, bucket=bucket, agg=agg)
     write_result(relation, output_format, out)
 
 
@@ -255,12 +256,12 @@ def retention(dataset: str | None) -> None:
 
 
 @cli.command()
-@click.option("--start", metavar="T", required=True,
+@click.option("--start", type=TIME, required=True,
               help="First day to re-export: a date (2026-01-22) or RFC 3339 time, UTC.")
-@click.option("--end", metavar="T", required=True,
+@click.option("--end", type=TIME, required=True,
               help="End of the window, exclusive: --start D --end D+1 repairs day D.")
 @DATASET_OPTION
-def repair(start: str, end: str, dataset: str | None) -> None:
+def repair(start: datetime, end: datetime, dataset: str | None) -> None:
     """Re-export the UTC days of [start, end) from Postgres, each day's files replaced in one
     atomic commit, so rows deleted or rewritten in Postgres reach the lake.
 
@@ -271,31 +272,33 @@ def repair(start: str, end: str, dataset: str | None) -> None:
 
 
 @cli.command()
-@click.option("--start", metavar="T", default=None,
+@click.option("--start", type=TIME, default=None,
               help="Window start (RFC 3339 or a date = 00:00 UTC); before the lake's horizon "
                    "it is clipped with a warning.")
-@click.option("--end", metavar="T", default=None,
+@click.option("--end", type=TIME, default=None,
               help="Window end, exclusive; past the watermark it is clipped with a warning.")
 @click.option("--all", "whole", is_flag=True,
               help="The whole lake horizon, hot and cold, per day and shard.")
-@click.option("--sample", metavar="N", default=None,
-              help="Compare N sensors drawn at random from those in the window.")
-@click.option("--seed", metavar="S", default=None,
+@click.option("--sample", type=WholeNumber(min=1), metavar="N", default=None,
+              help="Compare N series (sensors) drawn at random from those in the window.")
+@click.option("--seed", type=WholeNumber(min=0), metavar="S", default=None,
               help="Seed for --sample, to repeat a draw (the report names the one used).")
 @click.option("--sensor-ids", "sensor_ids", metavar="A,B", multiple=True,
-              help="Compare only these sensors (comma-separated; repeatable).")
+              help="Compare only these series ids (sensors for metrics/v1; comma-separated; "
+                   "repeatable).")
 @click.option("--report", "report_path", metavar="FILE.md", type=click.Path(path_type=Path),
               default=None, help="Write a Markdown report there and FILE.json beside it.")
 @click.option("--fail-on-mismatch", is_flag=True,
               help="Exit 3 when anything differs (default: report it and exit 0).")
 @click.option("--dataset", default="metrics/v1", show_default=True, metavar="NAME",
               help="The dataset to compare.")
-def parity(start: str | None, end: str | None, whole: bool, sample: str | None,
-           seed: str | None, sensor_ids: tuple[str, ...], report_path: Path | None,
+def parity(start: datetime | None, end: datetime | None, whole: bool, sample: int | None,
+           seed: int | None, sensor_ids: tuple[str, ...], report_path: Path | None,
            fail_on_mismatch: bool, dataset: str) -> None:
-    """Compare Postgres and the lake exactly: per group the row count, min/max ts and a
-    checksum of (ts, value, quality) of the newest versions, Postgres rows capped at the
-    watermark. Differences are drilled down to sensors, hours and rows.
+    """Compare Postgres and the lake exactly: per group the row count, min/max time and a
+    checksum of the rows (the key but the series, then the values) of the newest version
+    per key, Postgres rows capped at the watermark. Differences are drilled down to
+    series, hours and rows.
 
     Prints the comparison as JSON; --report writes it as Markdown and JSON.
     """
@@ -304,13 +307,11 @@ def parity(start: str | None, end: str | None, whole: bool, sample: str | None,
     if sample is not None and sensor_ids:
         raise ConfigError("--sample and --sensor-ids cannot be combined: choose one")
     lo, hi = parse_window(start, end) if start is not None and end is not None else (None, None)
-    count = _whole_number(sample, "--sample", minimum=1)
-    draw = _whole_number(seed, "--seed", minimum=0)
     sensors = parse_sensor_ids(sensor_ids) if sensor_ids else None
     settings = _settings()
     _covered(settings, dataset)
-    report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors, sample=count,
-                        seed=draw)
+    report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors, sample=sample,
+                        seed=seed)
     for warning in report["warnings"]:
         log.warning("%s", warning)
     output = parity_report.summary(report)
@@ -327,14 +328,6 @@ def parity(start: str | None, end: str | None, whole: bool, sample: str | None,
             f"report, then run `{parity_report.repair_hint(report)}`")
 
 
-def _whole_number(text: str | None, option: str, *, minimum: int) -> int | None:
-    if text is None:
-        return None
-    if not text.strip().isdigit() or int(text) < minimum:
-        raise ConfigError(f"{option} {text!r} is not a whole number >= {minimum}")
-    return int(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command; a TslakeError becomes one line on stderr and its exit code."""
     try:
@@ -346,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="tslake", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
+    except OptionError as error:  # its message names the option and the value already
+        click.echo(f"tslake: error: {error.message}", err=True)
+        sys.exit(ConfigError.exit_code)
     except click.UsageError as error:
         where = f"; see `{error.ctx.command_path} --help`" if error.ctx else ""
         click.echo(f"tslake: error: {error.format_message()}{where}", err=True)

@@ -11,12 +11,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from runner.cli_params import parse_instant
 from runner.config import Settings
 from runner.core import manifest
 from runner.core.manifest import DatasetState, Declaration, LakeFile, Manifest, Partition
 from runner.errors import ConfigError, ManifestError
 from runner.readers import inspect, query, views
-from runner.readers.query import parse_time, shard_of
+from runner.readers.query import shard_of
 
 pytestmark = pytest.mark.unit
 
@@ -230,8 +231,8 @@ def test_refresh_writes_lake_duckdb_with_every_view_and_refresh_if_stale_rewrite
 def run_query(settings: Settings, dataset: str, sensors: list[str], *,
               bucket: str | None = None, agg: str = "avg") -> tuple[list[str], list[Any]]:
     relation = query.series(settings, dataset=dataset, sensors=sensors,
-                            start=parse_time("2026-01-22", "--start"),
-                            end=parse_time("2026-01-23", "--end"), bucket=bucket, agg=agg)
+                            start=parse_instant("2026-01-22", "--start"),
+                            end=parse_instant("2026-01-23", "--end"), bucket=bucket, agg=agg)
     return relation.columns, relation.fetchall()
 
 

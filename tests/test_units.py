@@ -11,10 +11,10 @@ import click
 import pytest
 
 from runner.cli import cli
+from runner.cli_params import parse_date
 from runner.config import Settings
 from runner.core import lock, manifest
 from runner.errors import ConfigError, LakeBusyError, ManifestError
-from runner.ops.compaction import parse_date
 from runner.postgres.connection import SourceConninfo, sql_literal
 
 pytestmark = pytest.mark.unit

@@ -201,7 +201,7 @@ def select(enabled_names: Iterable[str], wanted: str | None,
         raise ConfigError(f"--dataset {wanted} is declared but not enabled (enabled: {names}): "
                           f"add it to TSLAKE_DATASETS, e.g. TSLAKE_DATASETS={names},{wanted}")
     raise ConfigError(f"--dataset {wanted!r} is not a dataset (enabled: {names}; declared: "
-                      f"{', '.join(known)})")
+                      f"{', '.join(known)}): give one of the enabled ones")
 
 
 def _models(project: Path) -> list[tuple[Path, dict[str, Any]]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from runner.cli_params import parse_date
 from runner.config import Settings
 from runner.core import datasets, manifest, publish
 from runner.core.datasets import DatasetSpec
@@ -40,14 +41,6 @@ class ShardDay:
     shard: int
     paths: tuple[str, ...]  # relative to the dataset's hot root, sorted
     rows: int
-
-
-def parse_date(text: str) -> str:
-    """A UTC calendar date as YYYY-MM-DD, or ConfigError (checked before any SQL runs)."""
-    if not manifest.is_calendar_date(text):
-        raise ConfigError(f"--date {text!r} is not a calendar date: give a UTC date like "
-                          "2026-01-22 (YYYY-MM-DD)")
-    return text
 
 
 def parse_min_files(value: object) -> int:

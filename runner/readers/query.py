@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -39,20 +39,6 @@ VALUE_COLUMN = "value"
 def shard_of(sensor_id: str, shards: int) -> int:
     """SPEC section 3: int(md5(sensor_id as UTF-8)[:8], 16) % shards."""
     return int(hashlib.md5(sensor_id.encode()).hexdigest()[:8], 16) % shards
-
-
-def parse_time(text: str, option: str) -> datetime:
-    """RFC 3339 (a zone is required unless it is a bare date, taken as 00:00 UTC)."""
-    try:
-        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-            return datetime.combine(date.fromisoformat(text), time(), UTC)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} is not a date or RFC 3339 timestamp "
-                          "(e.g. 2026-01-22 or 2026-01-22T10:00:00Z)") from None
-    if moment.tzinfo is None:
-        raise ConfigError(f"{option} {text!r} has no time zone: add Z or +HH:MM")
-    return moment.astimezone(UTC)
 
 
 def parse_bucket(text: str) -> int:
