@@ -42,9 +42,11 @@ class Plugin(BasePlugin):
         self.settings = Settings.from_env()
         self._conn: DuckDBPyConnection | None = None
         self._cursors: list[DuckDBPyConnection] = []
-        # The manifest the last `run` step committed, for its retention post-hook (same
-        # process, lock still held): the step after it need not parse it again.
-        self._last_run: tuple[str, Manifest] | None = None
+        # The manifest as this run last read or committed it: the lock is held from the
+        # first step to the end of the process, so the next step (another dataset, the
+        # retention post-hook) need not parse it again; a commit still refuses if the file
+        # changed under it (publish checks its stamp).
+        self._document: Manifest | None = None
         self._sources_checked = False
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
@@ -81,14 +83,15 @@ class Plugin(BasePlugin):
         if dataset not in self.settings.datasets:
             log.info("tslake: %s: skipped (not in TSLAKE_DATASETS)", dataset)
             return
-        self._last_run = None
         conn = self._connection().cursor()
         try:
             configure_session(conn, self.settings)
-            loaded = None if self._sources_checked else self._check_sources(conn)
+            if not self._sources_checked:
+                self._document = self._check_sources(conn)
             columns = source_columns(conn, spec)
             document = publish.open_write(self.settings, spec, f"dbt run {run_id}", columns,
-                                          document=loaded)
+                                          document=self._document)
+            self._document = document
             if mode == "backfill":
                 if backfill_days is None:
                     raise ConfigError("backfill_days must be a whole number of days >= 1")
@@ -105,7 +108,6 @@ class Plugin(BasePlugin):
                                        min_files=self.settings.compact_min_files)
         finally:
             conn.close()
-        self._last_run = (dataset, document)
         self._report_generation(document)
 
     def _check_sources(self, conn: DuckDBPyConnection) -> Manifest | None:
@@ -128,9 +130,8 @@ class Plugin(BasePlugin):
     def _retention(self, dataset: str) -> None:
         if dataset not in self.settings.datasets:
             return
-        document = self._last_run[1] if self._last_run and self._last_run[0] == dataset else None
         try:
-            summary = retention.apply_retention(self.settings, dataset, document)
+            summary = retention.apply_retention(self.settings, dataset, self._document)
         except TslakeError as error:
             log.warning("tslake: retention of %s skipped: %s", dataset, error)
             return

@@ -82,6 +82,10 @@ def apply_retention(settings: Settings, dataset: str,
         hot = publish.dataset_root(settings, dataset)
         cold = tiers.cold_root(settings, dataset) if settings.cold_path is not None else None
         for date in due:
+            # Changed on a copy, adopted once committed: a failed commit leaves `document`
+            # as the file is (the caller may go on with it).
+            work = document.model_copy(deep=True)
+            entry = work.datasets[dataset]
             partition = entry.partitions[date]
             files = list(partition.files)
             if cold is not None:
@@ -96,7 +100,8 @@ def apply_retention(settings: Settings, dataset: str,
                 manifest.schedule_deletes(entry, [file.path for file in files],
                                           manifest.utc_now())
             failpoint("retention_before_manifest_replace")
-            manifest.save(settings.manifest_path, document)  # the commit point
+            manifest.save(settings.manifest_path, work)  # the commit point
+            document.adopt(work)
             failpoint("retention_after_manifest_replace")
             views.refresh(settings, document)
             if not grace:
