@@ -23,7 +23,7 @@ from runner.config import PROJECT_ROOT, Settings
 from runner.core import datasets, manifest
 from runner.dbt_bridge import sqlmacros
 from runner.errors import ConfigError, ManifestError
-from runner.ops import parity
+from runner.ops import parity, parity_session
 
 EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -110,7 +110,7 @@ def test_duckdb_row_hash_follows_the_declaration_for_every_lake_type():
 
 @pytest.mark.unit
 def test_forecast_rows_hash_issued_at_ts_and_value():
-    forecasts = parity.declaration(datasets.declared()["forecast_points/v1"])
+    forecasts = parity_session.declaration(datasets.declared()["forecast_points/v1"])
     expression = sqlmacros.render("parity_row_hash_duckdb", declaration=forecasts)
     assert [name for name in ("issued_at", "ts", "value", "series_id", "inserted_at")
             if f'"{name}"' in expression] == ["issued_at", "ts", "value"]
@@ -158,7 +158,7 @@ def test_parity_macros_validate_the_declaration(change: dict[str, Any], words: s
 
 @pytest.mark.unit
 def test_row_level_groups_carry_the_other_key_columns():
-    forecasts = parity.declaration(datasets.declared()["forecast_points/v1"])
+    forecasts = parity_session.declaration(datasets.declared()["forecast_points/v1"])
     arguments = {"declaration": forecasts, "ts_from": "a", "ts_to": "b", "shards": 8}
     lake_rows = sqlmacros.render("parity_lake_aggregates", grain="row_sensor", single_files="x",
                                  multi_files=None, **arguments)
@@ -197,7 +197,7 @@ def test_committed_files_come_from_the_typed_manifest(tmp_path: Path):
                  hot / "date=2026-01-02/shard=02/d.parquet"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-    files = parity.committed_files(settings, "forecast_points/v1", entry)
+    files = parity_session.committed_files(settings, "forecast_points/v1", entry)
     assert [(f.date, f.shard, f.location, f.path, f.files_in_shard_day, f.on_disk)
             for f in files] == [
         ("2026-01-01", 1, "cold", str(cold / "date=2026-01-01/shard=01/a.parquet"), 2, True),
@@ -207,14 +207,14 @@ def test_committed_files_come_from_the_typed_manifest(tmp_path: Path):
 
     without_cold = Settings.from_env({"TSLAKE_DATA_ROOT": str(tmp_path)})
     with pytest.raises(ConfigError, match="2026-01-01 of forecast_points/v1 is in the cold"):
-        parity.committed_files(without_cold, "forecast_points/v1", entry)
+        parity_session.committed_files(without_cold, "forecast_points/v1", entry)
 
     outside = tmp_path / "elsewhere.parquet"
     outside.write_bytes(b"x")
     (hot / "date=2026-01-02/shard=01").mkdir(parents=True)
     (hot / "date=2026-01-02/shard=01/c.parquet").symlink_to(outside)
     with pytest.raises(ManifestError, match="leads outside"):
-        parity.committed_files(settings, "forecast_points/v1", entry)
+        parity_session.committed_files(settings, "forecast_points/v1", entry)
 
 
 @pytest.mark.unit

@@ -21,7 +21,7 @@ from runner.core import datasets, tiers
 from runner.dbt_bridge import sqlmacros
 from runner.dev import synthetic
 from runner.errors import ColdTierError, ConfigError
-from runner.ops import parity, parity_report, retention
+from runner.ops import parity_report, parity_session, retention
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +70,7 @@ def test_duckdb_row_hash_is_md5_of_the_postgres_send_bytes():
     rows = synthetic.awkward_rows(datetime(2026, 1, 22, 10, 15, tzinfo=UTC))
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
-    metrics = parity.declaration(datasets.declared()["metrics/v1"])
+    metrics = parity_session.declaration(datasets.declared()["metrics/v1"])
     expression = sqlmacros.render("parity_row_hash_duckdb", declaration=metrics)
     for _, ts, value, quality in rows:
         got = conn.execute(f"select {expression} from (select ?::timestamptz as ts, "
@@ -84,7 +84,7 @@ def test_macros_validate_their_arguments():
         sqlmacros.render("parity_bucket", grain="week")
     with pytest.raises(ConfigError, match="not like metrics/v1"):
         sqlmacros.render("lake_manifest_files", dataset="../etc")
-    metrics = parity.declaration(datasets.declared()["metrics/v1"])
+    metrics = parity_session.declaration(datasets.declared()["metrics/v1"])
     sql = sqlmacros.render("parity_source_aggregates", declaration=metrics, schema='we"ird',
                            table="metrics", grain="day_shard", ts_from="a", ts_to="b",
                            watermark="c", shards=8)

@@ -57,6 +57,8 @@ SOURCE_TYPES = {
     "date": {"date"},
 }
 PARTITION_COLUMNS = ("date", "shard")  # from the paths, never stored in a file
+# libyaml's safe loader when PyYAML has it: every command reads the project's ymls.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def _sources(project: Path) -> dict[str, tuple[str, str]]:
 
 def _yaml(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path} cannot be read as YAML ({' '.join(str(error).split())}): "
                           "fix the file") from None
