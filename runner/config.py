@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC section 2), validated once, in one place."""
+"""Settings from the environment (README, "Settings"), validated once, in one place."""
 
 from __future__ import annotations
 

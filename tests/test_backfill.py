@@ -1,4 +1,4 @@
-"""The backfill (SPEC section 5) run as `dbt run --vars ...` and `tslake backfill` against a
+"""The backfill, run as `dbt run --vars ...` and `tslake backfill` against a
 real Postgres: exact parity, the file layout, plain and TimescaleDB-shaped sources read
 through indexes, replace_existing vs skip, ticks after a backfill, the progress record."""
 

@@ -1,4 +1,4 @@
-"""Late rows, updated rows and compaction (SPEC section 5), with real Postgres, real dbt
+"""Late rows, updated rows and compaction, with real Postgres, real dbt
 and tslake processes and real files: one sorted file per shard-day holding the newest
 version of each key, the trigger after ticks, bounded file counts, the grace period."""
 

@@ -257,7 +257,7 @@ def test_postgres_row_hash_is_byte_identical_for_every_lake_type(source_db: Any)
 
 
 def create_forecast_table(db: Any) -> None:
-    """public.forecast_points as SPEC section 7 declares it."""
+    """public.forecast_points as README "Datasets" declares it."""
     db.execute("""create table public.forecast_points (
                       series_id text, issued_at timestamptz, ts timestamptz,
                       value double precision, inserted_at timestamptz not null default now(),

@@ -63,7 +63,7 @@ def forecast_lake(lake: Lake, source_db: SourceDb) -> Lake:
 
 
 def test_backfill_takes_forecasts_of_future_dates_too(lake: Lake, source_db: SourceDb) -> None:
-    """SPEC section 5: a backfill exports rows with a future ts (forecasts) too."""
+    """README "How a backfill works": a backfill exports rows with a future ts (forecasts) too."""
     make_forecast_lake(lake, source_db, end=source_db.now(), days=2)
     watermark = parse_rfc3339(state_of(lake).computed_through_ts or "")
     assert lake_view(lake) == forecast_rows(source_db, "inserted_at <= %s", (watermark,))

@@ -1,4 +1,4 @@
-"""The incremental tick (SPEC section 4), run as `dbt run` and `tslake tick` against a real
+"""The incremental tick, run as `dbt run` and `tslake tick` against a real
 Postgres: the exact window, the watermark's bounds, open transactions, fail-closed."""
 
 from __future__ import annotations

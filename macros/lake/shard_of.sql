@@ -1,5 +1,5 @@
 {#-
-    The shard of a sensor (SPEC section 3): int(md5(sensor_id)[:8], 16) % shards, so any
+    The shard of a sensor (README, "Reading the lake"): int(md5(sensor_id)[:8], 16) % shards, so any
     program can find a sensor's file.
 -#}
 {% macro shard_of(sensor_id, shards="getvariable('tslake_shards')") -%}

@@ -1,5 +1,5 @@
 {#-
-    The window's upper bound `hi`, from Postgres's clock (SPEC section 4):
+    The window's upper bound `hi`, from Postgres's clock (README, "How a tick decides what to export"):
     now() - lag, kept strictly below the start of the oldest open transaction in this
     database. A row's inserted_at is its transaction's start, but the row is visible only
     at commit, so a bound at or past an open transaction's start would skip its rows for

@@ -9,7 +9,7 @@ declares it in `config.meta` and its columns with `data_type`:
           dataset: forecast_points/v1        # <view name>/<version>
           source: postgres.forecast_points   # <dbt source>.<table> it is exported from
           key: [series_id, issued_at, ts]    # one row per key; files sorted by it
-          series: series_id                  # decides the shard (md5, SPEC section 3)
+          series: series_id                  # decides the shard (md5, README "Datasets")
           time: ts                           # decides the date= partition (UTC)
           version: inserted_at               # newest wins; the watermark column
       columns:
@@ -78,7 +78,7 @@ class DatasetSpec:
 
     @property
     def view_name(self) -> str:
-        """`metrics/v1` -> `metrics` (the reader view, SPEC section 7)."""
+        """`metrics/v1` -> `metrics` (the reader view, README "Datasets")."""
         return self.name.split("/")[0]
 
     @property
@@ -100,7 +100,7 @@ class DatasetSpec:
                            time=self.time, version=self.version)
 
     def check_recorded(self, recorded: Declaration | None) -> None:
-        """Refuse a lake written with another declaration (SPEC section 7)."""
+        """Refuse a lake written with another declaration (README, "Datasets")."""
         if recorded is None:
             return
         current = self.record()

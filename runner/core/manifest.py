@@ -71,7 +71,7 @@ def _timestamp(text: str) -> str:
 
 
 def _relative_path(text: str) -> str:
-    """A committed file's path: relative, inside its dataset root (SPEC section 6)."""
+    """A committed file's path: relative, inside its dataset root (README, "Commands")."""
     path = PurePosixPath(text)
     if path.is_absolute() or ".." in path.parts or "\\" in text or not text:
         raise ValueError(f"{text!r} is not a path inside the dataset's root")

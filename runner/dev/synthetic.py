@@ -2,7 +2,7 @@
 seeded random()).
 
 The metrics table comes plain or in TimescaleDB's shape (an empty parent, one inheritance
-child per ISO week); the forecast table (`forecast_points`, SPEC section 7) is plain. Each
+child per ISO week); the forecast table (`forecast_points`, README "Datasets") is plain. Each
 function commits its own work unless the caller already holds a transaction.
 
     python -m runner.dev.synthetic create [--hypertable-like] [--drop]
@@ -376,7 +376,7 @@ def insert_awkward_rows(conn: Conn, *, table: str = "metrics", schema: str = "pu
 
 def create_forecast_points_table(conn: Conn, *, table: str = "forecast_points",
                                  schema: str = "public") -> None:
-    """Create the forecast table of SPEC section 7 if missing, with its inserted_at index."""
+    """Create the forecast table of README "Datasets" if missing, with its inserted_at index."""
     with conn.transaction():
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(sql.SQL(FORECAST_DDL).format(t=sql.Identifier(schema, table)))

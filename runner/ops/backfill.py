@@ -1,5 +1,5 @@
-"""The backfill (SPEC section 5): whole UTC days, shard tasks run concurrently, days are
-committed in order.
+"""The backfill (README, "How a backfill works"): whole UTC days, shard tasks run concurrently, days
+are committed in order.
 
 `run_backfill` plans the days from the manifest (every UTC date from `today - days` to
 today, Postgres's clock; days already in the lake are skipped without replace_existing),

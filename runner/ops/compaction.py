@@ -1,4 +1,5 @@
-"""Compaction (SPEC section 5): a shard-day's files merged into one, newest version per key.
+"""Compaction (README, "Late data, updates and compaction"): a shard-day's files merged
+into one, newest version per key.
 
 The merge is SQL in the dbt project (macros/lake/compacted_shard_day.sql, over
 `newest_versions`); this module picks the candidates from the typed manifest, runs one

@@ -4,7 +4,7 @@ The lake model's compiled SQL (dbt compiled it for this run's mode, see
 macros/postgres/postgres_window.sql) reads one window selected by DuckDB variables; this
 module selects the window, stages the rows, writes one sorted file per date and shard
 (macros/export/lake_copy_partition.sql) and commits them through the manifest
-(runner/core/publish.py). A tick exports rows with `lo < version <= hi` (SPEC section 4),
+(runner/core/publish.py). A tick exports rows with `lo < version <= hi`,
 `hi` from Postgres's clock (macros/postgres/stable_watermark.sql), and commits the files
 with the watermark `hi`; a repair re-exports whole days and replaces their files.
 """

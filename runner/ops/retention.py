@@ -1,4 +1,5 @@
-"""Retention (SPEC section 5): partitions older than the hot horizon leave the hot tier.
+"""Retention (README, "Hot and cold tiers"): partitions older than the hot horizon leave
+the hot tier.
 
 A partition whose date is more than TSLAKE_HOT_RETENTION_DAYS days before the date of the
 watermark (`computed_through_ts`, Postgres's clock) moves to TSLAKE_COLD_PATH when that is

@@ -37,7 +37,7 @@ VALUE_COLUMN = "value"
 
 
 def shard_of(sensor_id: str, shards: int) -> int:
-    """SPEC section 3: int(md5(sensor_id as UTF-8)[:8], 16) % shards."""
+    """The shard formula (README, "Reading the lake"): int(md5(id as UTF-8)[:8], 16) % shards."""
     return int(hashlib.md5(sensor_id.encode()).hexdigest()[:8], 16) % shards
 
 

@@ -68,7 +68,7 @@ def newest_per_key(key: Iterable[str], version: str) -> str:
 
 
 def view_name(dataset: str) -> str:
-    """`metrics/v1` -> `metrics` (SPEC's reader view name)."""
+    """`metrics/v1` -> `metrics` (the reader view name, README "Datasets")."""
     return identifier(dataset.split("/")[0])
 
 
@@ -172,7 +172,7 @@ union all by name
 
 
 def shard_sql(series: str, entry: DatasetState) -> str:
-    """SPEC section 3's shard formula in DuckDB SQL: the dbt macro `shard_of` itself."""
+    """The shard formula (README, "Reading the lake") in DuckDB SQL: the macro `shard_of`."""
     return sqlmacros.render("shard_of", sensor_id=identifier(series), shards=int(entry.shards))
 
 
