@@ -1,10 +1,11 @@
 """Atomic publish: data files become visible to manifest readers in one manifest replace.
 
-A write goes through three calls, made by the `lake_dataset` materialization through the
-dbt plugin (or directly by the runner):
+A write goes through three calls, made by the operations in runner/ops/ (a tick, a
+backfill, a repair, a compaction):
 
-1. `open_write`   takes the lock, makes sure a manifest exists, removes leftovers of
-                  killed runs, and remembers the manifest generation it saw;
+1. `open_write`   takes the lock, makes sure a manifest exists, checks and records the
+                  dataset's declaration and source columns, removes leftovers of killed
+                  runs, and returns the typed manifest the write goes on with;
 2. `prepare_partitions` creates the `date=/shard=` directories DuckDB will COPY into
                   (DuckDB does not create parent directories);
 3. `publish_segments` fsyncs and renames each `*.parquet.tmp`, then commits the new file
