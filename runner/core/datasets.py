@@ -99,6 +99,16 @@ class DatasetSpec:
                            columns=dict(self.columns), key=list(self.key), series=self.series,
                            time=self.time, version=self.version)
 
+    @classmethod
+    def from_record(cls, name: str, recorded: Declaration) -> DatasetSpec:
+        """The spec a manifest recorded (`record()`'s inverse), for a dataset the project
+        no longer declares; not validated: its readers check the names they use."""
+        schema, _, table = recorded.source.rpartition(".")
+        return cls(name=name, model="", source_name="", source_schema=schema or "public",
+                   source_table=table, columns=tuple(recorded.columns.items()),
+                   key=tuple(recorded.key), series=recorded.series, time=recorded.time,
+                   version=recorded.version)
+
     def check_recorded(self, recorded: Declaration | None) -> None:
         """Refuse a lake written with another declaration (README, "Datasets")."""
         if recorded is None:

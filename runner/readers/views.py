@@ -82,11 +82,7 @@ def reader_spec(dataset: str, entry: DatasetState) -> DatasetSpec:
         raise ManifestError(f"dataset {dataset} in the manifest has no recorded declaration and "
                             "the project declares no such dataset: declare it in models/lake/ "
                             "or run a `tslake tick` with it enabled")
-    schema, _, table = recorded.source.rpartition(".")
-    spec = DatasetSpec(name=dataset, model="", source_name="", source_schema=schema or "public",
-                       source_table=table, columns=tuple(recorded.columns.items()),
-                       key=tuple(recorded.key), series=recorded.series, time=recorded.time,
-                       version=recorded.version)
+    spec = DatasetSpec.from_record(dataset, recorded)
     for column in (*spec.column_names, *spec.key, spec.series, spec.time, spec.version):
         identifier(column)
     return spec
