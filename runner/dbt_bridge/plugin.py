@@ -47,7 +47,8 @@ class Plugin(BasePlugin):
         # retention post-hook) need not parse it again; a commit still refuses if the file
         # changed under it (publish checks its stamp).
         self._document: Manifest | None = None
-        self._sources_checked = False
+        # The enabled datasets' source columns, read once per run (before its first write).
+        self._source_columns: dict[str, dict[str, str]] | None = None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
@@ -86,9 +87,10 @@ class Plugin(BasePlugin):
         conn = self._connection().cursor()
         try:
             configure_session(conn, self.settings)
-            if not self._sources_checked:
+            if self._source_columns is None:
                 self._document = self._check_sources(conn)
-            columns = source_columns(conn, spec)
+            assert self._source_columns is not None
+            columns = self._source_columns[dataset]
             document = publish.open_write(self.settings, spec, f"dbt run {run_id}", columns,
                                           document=self._document)
             self._document = document
@@ -115,10 +117,12 @@ class Plugin(BasePlugin):
         read from, before the run's first write: one that is missing or drifted stops the
         run with nothing written. Returns the manifest it read, for the first write."""
         document = manifest.load(self.settings.manifest_path)
+        found = {}
         for spec in datasets.enabled(self.settings.datasets):
             entry = document.datasets.get(spec.name) if document else None
-            spec.check_source(source_columns(conn, spec), entry.source_columns if entry else None)
-        self._sources_checked = True
+            found[spec.name] = source_columns(conn, spec)
+            spec.check_source(found[spec.name], entry.source_columns if entry else None)
+        self._source_columns = found
         return document
 
     def _compact(self, dataset: str | None = None, date: str | None = None,
