@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 export DO_NOT_TRACK := 1
 
-.PHONY: help install demo test test-unit lint bench clean
+.PHONY: help install system-deps demo test test-unit lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,7 +20,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install  ## embedded Postgres + synthetic metrics -> backfill, tick, inspect, parity
 	$(BIN)/python -m runner.dev.demo
 
-test: install  ## the whole suite (unit + integration against a real Postgres)
+system-deps:  ## the Debian packages the tests need (.ci/system-packages), when missing
+	bash .ci/system-deps
+
+test: install system-deps  ## the whole suite (unit + integration against a real Postgres)
 	$(BIN)/pytest
 
 test-unit: install  ## only the fast unit tests
