@@ -84,6 +84,9 @@ def configure_database(conn: duckdb.DuckDBPyConnection, settings: Settings,
     conn.execute(f"SET memory_limit = {sql_literal(settings.memory_limit)}")
     conn.execute(f"SET threads = {int(settings.threads)}")
     conn.execute(f"SET temp_directory = {sql_literal(spill_dir)}")
+    from runner.core.tiers import enable_cold_reads  # (tiers imports this module)
+
+    enable_cold_reads(conn, settings)  # an S3 cold tier: httpfs + a temporary secret
     if source is not None:
         attach_source(conn, source)
 
@@ -108,7 +111,7 @@ def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> No
     conn.execute("SET TimeZone = 'UTC'")
     variables = {
         "tslake_hot_path": str(settings.hot_path),
-        "tslake_cold_path": str(settings.cold_path or ""),
+        "tslake_cold_path": str(settings.cold_url or settings.cold_path or ""),
         "tslake_manifest_path": str(settings.manifest_path),
         "tslake_shards": settings.shards,
         "tslake_lag_seconds": settings.lag_seconds,
