@@ -180,7 +180,7 @@ def shard_macro_sql(dataset: str, entry: DatasetState) -> str:
 def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
     lines = [f"-- tslake reader views for manifest generation {document.generation} "
              f"({settings.manifest_path})"]
-    if settings.cold_url is not None and fresh:
+    if settings.cold_url is not None:  # what a reader session needs first
         lines.append(cold_reads_sql(settings))
     if fresh:
         lines.append(f"-- *_fresh views need Postgres attached as {SOURCE_CATALOG}, e.g.\n"
