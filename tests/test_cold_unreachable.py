@@ -47,7 +47,7 @@ def test_an_unset_or_unmounted_cold_path_is_named_never_reported_as_missing_data
             "views": ["tslake", "views"],
         }
         for name, command in commands.items():
-            result = lake.run(*command, check=False, **env)
+            result = lake.run(*command, check=False, env=env)
             assert result.returncode == ColdTierUnavailableError.exit_code == 69, \
                 (case, name, result.stderr)
             line = result.stderr.strip()
@@ -56,7 +56,7 @@ def test_an_unset_or_unmounted_cold_path_is_named_never_reported_as_missing_data
             assert "missing" not in line.replace("nothing is missing", ""), (case, name, line)
             assert "tslake repair" not in line, (case, name, line)
         # inspect still prints its whole report (exit 0), naming the cold tier's problem.
-        result = lake.run("tslake", "inspect", **env)
+        result = lake.run("tslake", "inspect", env=env)
         report = json.loads(result.stdout)["datasets"]["metrics/v1"]
         unreachable = report["cold_unreachable"]
         assert unreachable["first"] == cold_day and says in unreachable["reason"], case
@@ -64,6 +64,6 @@ def test_an_unset_or_unmounted_cold_path_is_named_never_reported_as_missing_data
         # A hot date still answers.
         today = date.fromisoformat(lake.dataset()["computed_through_ts"][:10])
         lake.run("tslake", "query", "--sensor", sensor, "--start", today.isoformat(),
-                 "--end", (today + timedelta(days=1)).isoformat(), **env)
+                 "--end", (today + timedelta(days=1)).isoformat(), env=env)
     assert lake.settings.manifest_path.read_bytes() == manifest_before
     assert not nas.exists()  # nothing recreated the unmounted mount point

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import duckdb
 import pytest
 
@@ -28,6 +26,7 @@ from runner.config import PROJECT_ROOT
 from runner.core.failpoints import RETENTION_FAILPOINTS
 from runner.core.object_store import Credentials, ObjectStore, configure_duckdb
 from runner.dev import synthetic
+from runner.dev.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -35,46 +34,9 @@ SECRET = "tslake-test-secret-7f3a9c1e5b"  # must never appear in any file or out
 KEY_ID = "tslaketestkey"
 
 
-class S3Server:
-    """A `moto_server` process on a free port; `stop()` kills it (its objects go with it)."""
-
-    def __init__(self, scratch: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = scratch / f"moto-{self.port}.log"
-        self.process = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start: {self.log.read_text()}")
-                time.sleep(0.1)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET,
-                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint}
-
-    def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=KEY_ID,
-                            aws_secret_access_key=SECRET, region_name="us-east-1")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server = S3Server(tmp_path_factory.mktemp("s3"), key_id=KEY_ID, secret=SECRET)
     yield server
     server.stop()
 
@@ -261,7 +223,7 @@ def test_a_move_to_s3_killed_at_each_step_is_whole_in_one_tier_and_tidied(
 
 def test_the_endpoint_going_away_mid_move_is_one_clean_line_and_the_partition_stays_hot(
         lake: Lake, source_db: SourceDb, tmp_path: Path):
-    server = S3Server(tmp_path)
+    server = S3Server(tmp_path, key_id=KEY_ID, secret=SECRET)
     try:
         use_s3(lake, server)
         fill(source_db, sensors=8, days=5, cadence=1800)
