@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from runner.errors import ColdTierError, ColdTierUnavailableError, ConfigError
-from runner.postgres.connection import sql_literal
+from runner.postgres.connection import sql_literal, wheel_extension_file
 
 MULTIPART_THRESHOLD = 64 << 20  # bytes: bigger files go up in parts of this size
 _CHUNK = 1 << 20
@@ -151,7 +151,7 @@ class ObjectStore:
         file's) and count its Parquet rows in place (must equal `rows`)."""
         from boto3.s3.transfer import TransferConfig
 
-        expected = _sha256(source)
+        expected = file_sha256(source)
         size = source.stat().st_size
         key = self.key(relative)
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
@@ -224,13 +224,7 @@ def httpfs_extension_file() -> Path:
     """The extension binary shipped in the `duckdb-extension-httpfs` wheel."""
     import duckdb_extension_httpfs
 
-    package = Path(duckdb_extension_httpfs.__file__).parent
-    candidates = sorted(package.glob(f"extensions/v{duckdb.__version__}/httpfs.duckdb_extension"))
-    if not candidates:
-        raise ConfigError(f"no httpfs extension for DuckDB {duckdb.__version__} under {package}: "
-                          "install duckdb-extension-httpfs with the same version as duckdb "
-                          "(run `make install`)")
-    return candidates[0]
+    return wheel_extension_file(duckdb_extension_httpfs.__file__, "httpfs")
 
 
 def configure_duckdb(conn: duckdb.DuckDBPyConnection, store: ObjectStore) -> None:
@@ -259,7 +253,8 @@ def configure_duckdb(conn: duckdb.DuckDBPyConnection, store: ObjectStore) -> Non
                           f"{creds.redact(str(error)).splitlines()[0]}") from None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex (the read-back checks of both cold tiers)."""
     digest = hashlib.sha256()
     with open(path, "rb") as reader:
         while chunk := reader.read(_CHUNK):

@@ -39,7 +39,7 @@ import duckdb
 from runner.config import Settings
 from runner.core import manifest
 from runner.core.durable import durable_rename, fsync_path, write_json_atomic
-from runner.core.object_store import ObjectStore, configure_duckdb
+from runner.core.object_store import ObjectStore, configure_duckdb, file_sha256
 from runner.errors import ColdTierError, ColdTierUnavailableError
 
 log = logging.getLogger("tslake.tiers")
@@ -184,7 +184,7 @@ def copy_verified(source: Path, target: Path, rows: int) -> None:
             writer.flush()
             os.fsync(writer.fileno())
         durable_rename(tmp, target)
-        copied = _sha256(target)
+        copied = file_sha256(target)
     except OSError as error:
         raise ColdTierError(f"cannot copy {source.name} to {target.parent}: {error.strerror}; "
                             "check that the cold path is mounted and writable, then run "
@@ -356,11 +356,3 @@ def _makedirs_durable(directory: Path) -> None:
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
         fsync_path(new.parent)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

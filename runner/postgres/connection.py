@@ -31,11 +31,17 @@ def sql_literal(value: object) -> str:
 
 def postgres_extension_file() -> Path:
     """The extension binary shipped in the `duckdb-extension-postgres` wheel."""
-    package = Path(duckdb_extension_postgres.__file__).parent
-    candidates = sorted(package.glob(f"extensions/v{duckdb.__version__}/postgres.duckdb_extension"))
+    return wheel_extension_file(duckdb_extension_postgres.__file__, "postgres")
+
+
+def wheel_extension_file(package_init: str, name: str) -> Path:
+    """`<name>.duckdb_extension` for this DuckDB version inside the `duckdb-extension-<name>`
+    wheel whose package `__init__` is at `package_init` (never downloaded)."""
+    package = Path(package_init).parent
+    candidates = sorted(package.glob(f"extensions/v{duckdb.__version__}/{name}.duckdb_extension"))
     if not candidates:
-        raise ConfigError(f"no postgres extension for DuckDB {duckdb.__version__} under {package}: "
-                          "install duckdb-extension-postgres with the same version as duckdb "
+        raise ConfigError(f"no {name} extension for DuckDB {duckdb.__version__} under {package}: "
+                          f"install duckdb-extension-{name} with the same version as duckdb "
                           "(run `make install`)")
     return candidates[0]
 
