@@ -172,6 +172,7 @@ def test_retention_moves_to_s3_with_exact_parity_query_views_and_no_secret_anywh
     assert sorted(lake_rows(lake)) == sorted(source_rows(source_db, inside))
     outputs.append(lake.run("tslake", "parity", "--all", "--fail-on-mismatch",
                             TSLAKE_HOT_RETENTION_DAYS="4"))
+    outputs.append(lake.run("dbt", "test", TSLAKE_HOT_RETENTION_DAYS="4"))  # dbt's parity too
     inspect = lake.run("tslake", "inspect")
     outputs.append(inspect)
     assert json.loads(inspect.stdout)["cold_path"] == url
@@ -267,3 +268,14 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "?"
+
+
+def test_an_s3_url_with_credentials_in_it_is_refused_without_repeating_them(tmp_path: Path):
+    for url in (f"s3://{KEY_ID}:{SECRET}@bucket/cold", f"s3://bucket/cold?secret={SECRET}"):
+        result = subprocess.run(
+            [str(BIN / "tslake"), "inspect"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            env={"PATH": os.environ["PATH"], "TSLAKE_DATA_ROOT": str(tmp_path),
+                 "TSLAKE_COLD_PATH": url}, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "without credentials" in result.stderr and "AWS_SECRET_ACCESS_KEY" in result.stderr
+        assert SECRET not in result.stdout + result.stderr
