@@ -47,7 +47,7 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
                        for key in ("files", "bytes", "rows")},
             "uncommitted_files_on_disk": _uncommitted(settings, name, entry),
             # Cold partitions that cannot be read now, and why: the setting or the mount,
-            # not missing data (README, "When it fails").
+            # not missing data (README, "Hot and cold tiers").
             "cold_unreachable": _cold_unreachable(entry, name, cold_problem),
             "partitions": partitions,
         }
