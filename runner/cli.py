@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from runner import __version__
+from runner import __version__, cli_boundary
 from runner.cli_params import DATE, TIME, OptionError, WholeNumber, parse_sensor_ids, parse_window
 from runner.config import Settings
 from runner.core import datasets, publish
@@ -19,6 +20,7 @@ from runner.core.manifest import load as load_manifest
 from runner.dbt_bridge.invoke import run_dbt
 from runner.errors import ConfigError, ParityMismatchError, TslakeError
 from runner.ops import parity_report, progress
+from runner.ops.backfill import MAX_BACKFILL_DAYS
 from runner.ops.compaction import compact as compact_lake
 from runner.ops.parity import run_parity
 from runner.ops.repair import run_repair
@@ -39,8 +41,6 @@ from runner.service.launchd import (
 from runner.service.loop import ReplicationService
 
 log = logging.getLogger("tslake")
-
-MAX_BACKFILL_DAYS = 3650  # ten years: a larger --days is a typo
 
 DATASET_OPTION = click.option("--dataset", metavar="NAME", default=None,
                               help="Only this dataset (e.g. metrics/v1); default: every dataset.")
@@ -149,7 +149,13 @@ def run(interval: float | None, http_port: int, http_host: str) -> None:
     settings = _settings()
     service = ReplicationService(settings, interval_seconds=interval or settings.interval_seconds,
                                  http_host=http_host, http_port=http_port or None)
-    sys.exit(service.run())
+    try:
+        code = service.run()
+    except OSError as error:  # binding the port: name the address (the boundary says what to do)
+        if error.filename is None:
+            error.filename = f"{http_host}:{http_port}"
+        raise
+    sys.exit(code)
 
 
 @cli.group()
@@ -329,14 +335,32 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run a command; a TslakeError becomes one line on stderr and its exit code."""
+    """Entry point: run a command; every failure becomes one line on stderr and a documented
+    exit code (README, "Exit codes"): typed errors their own, an OS or DuckDB I/O error 74
+    naming the path, anything unforeseen 70 with a pointer to `--debug`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"] if debug else args
     try:
         secret = SourceConninfo().password
     except TslakeError:
         secret = None
     logs.configure(secrets=(secret,) if secret else ())
     try:
-        cli.main(args=argv, prog_name="tslake", standalone_mode=False)
+        _run(args)
+    except SystemExit:
+        raise
+    except BaseException as error:  # the error boundary: nothing below prints a traceback
+        if debug:
+            traceback.print_exc()
+        failure = cli_boundary.classify(error)
+        click.echo(f"tslake: error: {_redacted(failure.message)}", err=True)
+        sys.exit(failure.exit_code)
+
+
+def _run(args: list[str]) -> None:
+    try:
+        cli.main(args=args, prog_name="tslake", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except OptionError as error:  # its message names the option and the value already

@@ -20,6 +20,7 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
+from dbt_common.exceptions import DbtBaseException
 from duckdb import DuckDBPyConnection
 
 from runner.config import Settings
@@ -55,7 +56,9 @@ class Plugin(BasePlugin):
             configure_database(conn, self.settings, SourceConninfo())
         except TslakeError as error:
             _remember(error)
-            raise
+            # A dbt exception, not ours: dbt prints its text as one line ("Encountered an
+            # error:") where for any other exception it adds a 90-line traceback.
+            raise DbtBaseException(f"tslake: {error}") from error
         configure_session(conn, self.settings)
         self._conn = conn
 
@@ -84,6 +87,11 @@ class Plugin(BasePlugin):
         if dataset not in self.settings.datasets:
             log.info("tslake: %s: skipped (not in TSLAKE_DATASETS)", dataset)
             return
+        if mode == "backfill" and (backfill_days is None
+                                   or not 1 <= backfill_days <= backfill.MAX_BACKFILL_DAYS):
+            raise ConfigError(f"backfill_days {backfill_days!r} is not a whole number from 1 "
+                              f"to {backfill.MAX_BACKFILL_DAYS}: give the days to backfill, "
+                              "like --vars '{backfill_days: 90}'")
         conn = self._connection().cursor()
         try:
             configure_session(conn, self.settings)
@@ -95,8 +103,7 @@ class Plugin(BasePlugin):
                                           document=self._document)
             self._document = document
             if mode == "backfill":
-                if backfill_days is None:
-                    raise ConfigError("backfill_days must be a whole number of days >= 1")
+                assert backfill_days is not None
                 backfill.run_backfill(self.settings, conn, document, spec, model_sql, run_id,
                                       days=backfill_days, replace_existing=replace_existing,
                                       stable=export.stable_watermark(conn))
