@@ -13,7 +13,15 @@ from typing import Any
 import click
 
 from runner import __version__, cli_boundary
-from runner.cli_params import DATE, TIME, OptionError, WholeNumber, parse_sensor_ids, parse_window
+from runner.cli_params import (
+    DATE,
+    MAX_SAMPLE,
+    TIME,
+    OptionError,
+    WholeNumber,
+    parse_sensor_ids,
+    parse_window,
+)
 from runner.config import Settings
 from runner.core import datasets, publish
 from runner.core.manifest import load as load_manifest
@@ -285,7 +293,7 @@ def repair(start: datetime, end: datetime, dataset: str | None) -> None:
               help="Window end, exclusive; past the watermark it is clipped with a warning.")
 @click.option("--all", "whole", is_flag=True,
               help="The whole lake horizon, hot and cold, per day and shard.")
-@click.option("--sample", type=WholeNumber(min=1), metavar="N", default=None,
+@click.option("--sample", type=WholeNumber(min=1, max=MAX_SAMPLE), metavar="N", default=None,
               help="Compare N series (sensors) drawn at random from those in the window.")
 @click.option("--seed", type=WholeNumber(min=0), metavar="S", default=None,
               help="Seed for --sample, to repeat a draw (the report names the one used).")

@@ -283,8 +283,24 @@ def load(path: Path) -> Manifest | None:
         raise ManifestError(f"manifest at {path} is malformed at ${where}: {first['msg']}: "
                             "restore it from a backup, or move the lake aside and run "
                             "`tslake backfill`") from None
+    check_hot_paths(loaded, path)
     loaded._file_stamp = _stamp(path)
     return loaded
+
+
+def check_hot_paths(document: Manifest, path: Path) -> None:
+    """Every hot file and pending delete must stay inside `<hot>/<dataset>` once symlinks
+    are followed (the hot root is the manifest's `_state/`'s parent): checked once here, so
+    no command reads or deletes a file outside the lake (cold files: runner/core/roots)."""
+    from runner.core.roots import Containment  # roots imports settings, which imports us
+
+    containment = Containment(path)
+    hot = path.parent.parent
+    for name, entry in document.datasets.items():
+        root = hot / name
+        for relative in entry.committed_paths("hot") | {item.path for item in
+                                                         entry.pending_deletes}:
+            containment.inside(root, relative)
 
 
 def save(path: Path, document: Manifest) -> None:

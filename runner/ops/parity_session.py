@@ -9,14 +9,13 @@ import random
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from runner.cli_params import days_in
 from runner.config import Settings
-from runner.core import manifest
+from runner.core import manifest, roots
 from runner.core.datasets import DatasetSpec
 from runner.dbt_bridge import sqlmacros
 from runner.errors import ConfigError, ManifestError, SourceError
@@ -49,28 +48,16 @@ def committed_files(settings: Settings, dataset: str,
     for date, _, file in listed:
         per_shard_day[date, file.shard] = per_shard_day.get((date, file.shard), 0) + 1
     found = []
+    containment = roots.Containment(settings.manifest_path)
     for date, partition, file in listed:
-        root = _root(settings, dataset, partition.location, date)
-        path = root / file.path
+        path = containment.inside(roots.dataset_root(settings, dataset, partition.location,
+                                                     date), file.path)
         on_disk = path.exists()
-        if on_disk and not path.resolve().is_relative_to(root.resolve()):
-            raise ManifestError(f"manifest at {settings.manifest_path} lists {file.path} of "
-                                f"{dataset}, which leads outside {root}: restore the manifest "
-                                "from a backup, or remove the link")
         found.append(CommittedFile(date=date, shard=file.shard, location=partition.location,
                                    path=str(path), rows=file.rows,
                                    files_in_shard_day=per_shard_day[date, file.shard],
                                    on_disk=on_disk))
     return sorted(found, key=lambda f: (f.date, f.shard, f.path))
-
-
-def _root(settings: Settings, dataset: str, location: str, date: str) -> Path:
-    if location == "cold":
-        if settings.cold_path is None:
-            raise ConfigError(f"partition {date} of {dataset} is in the cold tier but "
-                              "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
-        return settings.cold_path / dataset
-    return settings.hot_path / dataset
 
 
 def declaration(spec: DatasetSpec) -> dict[str, Any]:

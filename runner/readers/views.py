@@ -24,12 +24,11 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import duckdb
 
 from runner.config import Settings
-from runner.core import datasets
+from runner.core import datasets, roots
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path
 from runner.core.manifest import DatasetState, Manifest
@@ -102,14 +101,14 @@ def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
     """Absolute paths of the committed files of the shard-days `keep(date, shard)` accepts:
     (shard-days with one file, shard-days with more; only the latter need dedupe)."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    containment = roots.Containment(settings.manifest_path)
     for date, partition, file in entry.files_of():
         if not keep(date, file.shard):
             continue
-        base = settings.hot_path if partition.location == "hot" else settings.cold_path
-        if base is None:
-            raise ManifestError(f"dataset {dataset}: partition {date} is in the cold tier but "
-                                "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
-        groups[(date, file.shard)].append(str(Path(str(base)) / dataset / file.path))
+        root = roots.dataset_root(settings, dataset, partition.location, date)
+        path = containment.inside(root, file.path) if partition.location == "cold" \
+            else root / file.path  # hot paths: checked when the manifest was loaded
+        groups[(date, file.shard)].append(str(path))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
