@@ -26,10 +26,12 @@ from runner.config import Settings
 from runner.core import datasets, publish
 from runner.core.manifest import load as load_manifest
 from runner.dbt_bridge.invoke import run_dbt
-from runner.errors import ConfigError, ParityMismatchError, TslakeError
+from runner.errors import ConfigError, ManifestError, ParityMismatchError, TslakeError
 from runner.ops import parity_report, progress
 from runner.ops.backfill import MAX_BACKFILL_DAYS
 from runner.ops.compaction import compact as compact_lake
+from runner.ops.doctor import diagnose
+from runner.ops.doctor import restore as run_doctor_restore
 from runner.ops.parity import run_parity
 from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
@@ -340,6 +342,30 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
             + (f" (days {', '.join(days[:5])}{' ...' if len(days) > 5 else ''})" if days else "")
             + f" and {len(report['missing_files'])} committed file(s) are missing: see the "
             f"report, then run `{parity_report.repair_hint(report)}`")
+
+
+@cli.command()
+@click.option("--restore", is_flag=True,
+              help="Put back the newest kept manifest generation (in _state/manifests/) whose "
+                   "files all exist with their recorded sizes.")
+def doctor(restore: bool) -> None:
+    """Check the lake against its manifest: committed files missing or of another size,
+    files the manifest does not list, the cold tier's reachability, the lock's holder and
+    a stale watermark. Prints the findings as JSON; exit 65 when a committed file is
+    missing or wrong (readers would fail), else 0.
+    """
+    settings = _settings()
+    if restore:
+        _print_json(run_doctor_restore(settings))
+        return
+    report = diagnose(settings)
+    _print_json(report)
+    for warning in report["warnings"]:
+        log.warning("%s", warning)
+    if report["errors"]:
+        raise ManifestError(report["errors"][0] + (f" (and {len(report['errors']) - 1} more "
+                                                   "finding(s): see the JSON)"
+                                                   if len(report["errors"]) > 1 else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
