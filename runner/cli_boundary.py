@@ -9,32 +9,15 @@ documented exit code (README, "Exit codes"), never a traceback (`--debug` shows 
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 
 import duckdb
 
-from runner.errors import TslakeError
+from runner.errors import TslakeError, describe_os_error
 
 IO_ERROR = 74        # EX_IOERR
 INTERNAL_ERROR = 70  # EX_SOFTWARE
 INTERRUPTED = 130    # 128 + SIGINT, what a shell reports for ^C
-
-_FIXES = {
-    errno.ENOSPC: "free space there (`tslake retention` moves old days to TSLAKE_COLD_PATH) "
-                  "and run again",
-    errno.EDQUOT: "raise the quota or free space there, and run again",
-    errno.EROFS: "the filesystem is read-only: remount it read-write, or point "
-                 "TSLAKE_DATA_ROOT at a writable disk",
-    errno.EACCES: "give the user running tslake write access to it (or point TSLAKE_DATA_ROOT "
-                  "elsewhere)",
-    errno.EPERM: "give the user running tslake access to it",
-    errno.ENOENT: "it does not exist: create the directory, or check the path "
-                  "(`tslake doctor` checks the lake's files against the manifest)",
-    errno.EADDRINUSE: "another process (another `tslake run`?) listens there: stop it, or "
-                      "pass --http-port with a free port (0 turns HTTP off)",
-}
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -49,7 +32,7 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, KeyboardInterrupt):
         return Failure("interrupted", INTERRUPTED)
     if isinstance(error, OSError):
-        return Failure(os_error_line(error), IO_ERROR)
+        return Failure(describe_os_error(error), IO_ERROR)
     if isinstance(error, duckdb.IOException):
         return Failure(f"I/O error: {_first_line(str(error))}: check that path (permissions, "
                        "free space, the disk or NAS being mounted) and run again", IO_ERROR)
@@ -59,16 +42,6 @@ def classify(error: BaseException) -> Failure:
     return Failure(f"internal error ({type(error).__name__}: {_first_line(str(error))}); "
                    "nothing was committed by the failed step: rerun with --debug for the "
                    "traceback and report it", INTERNAL_ERROR)
-
-
-def os_error_line(error: OSError) -> str:
-    """`<reason>: <path>: <what to do>`, from an OSError."""
-    reason = error.strerror or type(error).__name__
-    where = error.filename if error.filename is not None else None
-    if error.filename2 is not None:
-        where = f"{error.filename} -> {error.filename2}"
-    fix = _FIXES.get(error.errno or 0, "check that path and run again")
-    return f"{reason}: {where}: {fix}" if where else f"{reason}: {fix}"
 
 
 def _first_line(text: str) -> str:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from dbt_common.exceptions import DbtBaseException
@@ -26,7 +27,7 @@ from duckdb import DuckDBPyConnection
 from runner.config import Settings
 from runner.core import datasets, manifest, publish
 from runner.core.manifest import Manifest
-from runner.errors import ConfigError, PublishError, TslakeError
+from runner.errors import ConfigError, PublishError, TslakeError, describe_os_error
 from runner.ops import backfill, compaction, export, retention
 from runner.postgres.connection import SourceConninfo, configure_database, configure_session
 from runner.postgres.schema import source_columns
@@ -74,7 +75,13 @@ class Plugin(BasePlugin):
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
-            steps[action](**request)
+            try:
+                steps[action](**request)
+            except OSError as error:  # a read-only directory, a full disk: exit 74, its path
+                raise PublishError(describe_os_error(error)) from error
+            except duckdb.IOException as error:
+                raise PublishError(f"I/O error: {' '.join(str(error).split())}: check that "
+                                   "path and run again") from error
         except TslakeError as error:
             _remember(error)
             # dbt prints the exception text; keep it the same one line the CLI prints.
