@@ -11,7 +11,7 @@ from runner.core import generations, lock
 
 
 def doctor(lake: Lake, *args: str, code: int = 0, **env: str) -> dict[str, Any]:
-    result = lake.run("tslake", "doctor", *args, check=False, **env)
+    result = lake.run("tslake", "doctor", *args, check=False, env=env)
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     report: dict[str, Any] = json.loads(result.stdout)

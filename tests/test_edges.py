@@ -13,12 +13,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Lake, SourceDb
+from conftest import Lake, SourceDb
 from runner.dev import synthetic
 
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 65, 69, 70, 74, 75, 130}
@@ -50,7 +50,7 @@ def snapshot(lake: Lake) -> dict[str, bytes]:
 
 def refused(lake: Lake, *args: str, code: int, **env: str) -> str:
     """Run a command that must fail cleanly with `code`: its one stderr line."""
-    result = lake.run(*args, check=False, **env)
+    result = lake.run(*args, check=False, env=env)
     assert result.returncode == code, (args, result.returncode, result.stderr[-3000:])
     assert code in DOCUMENTED_EXIT_CODES
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
@@ -189,7 +189,7 @@ def test_an_unforeseen_error_is_exit_70_one_line_and_debug_shows_the_traceback(
     env = {"PYTHONPATH": str(tmp_path)}
     line = refused(edge_lake, "tslake", "inspect", code=70, **env)
     assert "internal error (KeyError: 'boom')" in line and "--debug" in line
-    debug = edge_lake.run("tslake", "--debug", "inspect", check=False, **env)
+    debug = edge_lake.run("tslake", "--debug", "inspect", check=False, env=env)
     assert debug.returncode == 70 and "Traceback" in debug.stderr
 
 
