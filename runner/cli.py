@@ -78,6 +78,8 @@ def _last_runs(settings: Settings, names: list[str]) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tslake")
+@click.option("--debug", is_flag=True, expose_value=False,
+              help="On a failure, print the traceback too (also anywhere after the command).")
 def cli() -> None:
     """Keep a Parquet analysis lake in step with a Postgres time-series table.
 

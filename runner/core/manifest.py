@@ -271,11 +271,13 @@ def load(path: Path, hot_root: Path | None = None) -> Manifest | None:
     try:
         document = json.loads(raw)
     except ValueError:
-        raise ManifestError(f"manifest at {path} is not valid JSON: restore it from a backup, "
-                            "or move the lake aside and run `tslake backfill`") from None
+        raise ManifestError(f"manifest at {path} is not valid JSON: restore an earlier one "
+                            "with `tslake doctor --restore`, or move the lake aside and run "
+                            "`tslake backfill`") from None
     if not isinstance(document, dict) or not isinstance(document.get("datasets"), dict):
-        raise ManifestError(f"manifest at {path} has no 'datasets' object: restore it from a "
-                            "backup, or move the lake aside and run `tslake backfill`")
+        raise ManifestError(f"manifest at {path} has no 'datasets' object: restore an earlier "
+                            "one with `tslake doctor --restore`, or move the lake aside and "
+                            "run `tslake backfill`")
     document = migrate(document, path)
     try:
         loaded = Manifest.model_validate(document)
@@ -284,8 +286,8 @@ def load(path: Path, hot_root: Path | None = None) -> Manifest | None:
         where = "".join(f"[{part!r}]" if isinstance(part, int) else f".{part}"
                         for part in first["loc"])
         raise ManifestError(f"manifest at {path} is malformed at ${where}: {first['msg']}: "
-                            "restore it from a backup, or move the lake aside and run "
-                            "`tslake backfill`") from None
+                            "restore an earlier one with `tslake doctor --restore`, or move "
+                            "the lake aside and run `tslake backfill`") from None
     check_hot_paths(loaded, path, path.parent.parent if hot_root is None else hot_root)
     loaded._file_stamp = file_stamp(path)
     return loaded
