@@ -61,11 +61,8 @@ class Containment:
 
 def file_location(settings: Settings, dataset: str, location: str, relative: str,
                   containment: Containment) -> str:
-    """The absolute path or URL a reader opens for a committed file: hot paths as they are
-    (checked when the manifest was loaded), cold NAS paths checked for symlinks out,
-    object-store URLs as the tier names them (no links there to follow)."""
-    if location == "hot":
-        return str(settings.hot_path / dataset / relative)
-    if settings.cold_url is not None:
+    """The absolute path or URL a reader opens for a committed file: directory paths checked
+    for symlinks out, object-store URLs as the tier names them (no links there to follow)."""
+    if location == "cold" and settings.cold_url is not None:
         return tiers.file_location(settings, dataset, location, relative)
     return str(containment.inside(dataset_root(settings, dataset, location), relative))
