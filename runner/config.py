@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import ConfigError
@@ -61,6 +61,11 @@ class Settings:
     threads: int
     backfill_workers: int
     datasets: tuple[str, ...] = ("metrics/v1",)
+    # A hot standby as the source (README, "A hot standby as the source"): the primary's
+    # connection string (it may hold a password: never in a repr or a message), and how
+    # long a tick waits for the standby to replay past the primary's WAL position.
+    primary_dsn: str | None = field(default=None, repr=False)
+    standby_replay_timeout_seconds: float = 10.0
 
     @property
     def state_dir(self) -> Path:
@@ -127,4 +132,7 @@ class Settings:
             backfill_workers=int(_number(env, ("TSLAKE_BACKFILL_WORKERS",),
                                          (os.cpu_count() or 1) + 1, minimum=1, whole=True)),
             datasets=datasets,
+            primary_dsn=_first(env, "TSLAKE_PRIMARY_DSN"),
+            standby_replay_timeout_seconds=_number(
+                env, ("TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS",), 10, minimum=0),
         )
