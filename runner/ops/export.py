@@ -12,6 +12,7 @@ with the watermark `hi`; a repair re-exports whole days and replaces their files
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import date as Date
 from datetime import datetime, timedelta
@@ -77,8 +78,10 @@ def stable_watermark(settings: Settings, conn: duckdb.DuckDBPyConnection) -> Sta
         return observed
     standby.attach_primary(settings, conn)
     primary = _observe(conn, standby.PRIMARY_CATALOG)
-    target = standby.primary_wal_position(conn)  # after the cap: covers every commit it saw
-    replay = standby.wait_for_replay(conn, target, settings.standby_replay_timeout_seconds)
+    cap_taken_at = time.monotonic()
+    position = standby.primary_wal_position(conn)  # after the cap: covers every commit it saw
+    replay = standby.wait_for_replay(conn, position, cap_taken_at,
+                                     settings.standby_replay_timeout_seconds)
     return replace(primary, in_recovery=True, replay=replay)
 
 

@@ -90,13 +90,23 @@ def attach_primary(settings: Settings, conn: duckdb.DuckDBPyConnection) -> Sourc
     return primary
 
 
-def primary_wal_position(conn: duckdb.DuckDBPyConnection) -> int:
-    """The primary's WAL position every transaction committed so far lies below. Read
-    after the cap (a later statement), so it covers every commit the cap relied on."""
+@dataclass(frozen=True)
+class PrimaryPosition:
+    """The primary's WAL, read just after its open-transaction cap."""
+
+    insert_end: int  # every commit the cap relied on ends at or below it
+    flush: int
+    async_flush_seconds: float  # 3 x wal_writer_delay: an async commit is flushed by then
+
+
+def primary_wal_position(conn: duckdb.DuckDBPyConnection) -> PrimaryPosition:
+    """Read after the cap (a later statement), so it covers every commit the cap saw."""
     row = conn.execute(sqlmacros.render("primary_wal_position", catalog=PRIMARY_CATALOG)
                        ).fetchone()
     assert row is not None
-    return wal_end(int(row[0]), int(row[1]), int(row[2]))
+    insert, flush, page, segment, writer_delay_ms = row
+    return PrimaryPosition(insert_end=wal_end(int(insert), int(page), int(segment)),
+                           flush=int(flush), async_flush_seconds=3 * int(writer_delay_ms) / 1000)
 
 
 @dataclass(frozen=True)
@@ -117,20 +127,29 @@ class Replay:
                 f"{timeout:g} s (TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS): {cause}")
 
 
-def wait_for_replay(conn: duckdb.DuckDBPyConnection, target: int, timeout: float) -> Replay:
-    """Poll the standby (the source) until it has replayed to `target`, for at most
-    `timeout` seconds. Each poll is its own statement, so the window read after a
-    successful wait takes a snapshot that includes everything replayed up to it."""
+def wait_for_replay(conn: duckdb.DuckDBPyConnection, primary: PrimaryPosition,
+                    cap_taken_at: float, timeout: float) -> Replay:
+    """Poll the standby (the source) until it has replayed every commit the cap saw, for at
+    most `timeout` seconds. That is the primary's insert position, or, as soon as every
+    asynchronous commit from before the cap has been flushed (3 x wal_writer_delay after
+    it), the primary's flush position then, if lower: WAL above it that an idle primary
+    has not flushed holds no commit the cap saw, and no standby can replay it yet. Each
+    poll is its own statement, so the window read after a successful wait takes a
+    snapshot that includes everything replayed up to it."""
     started = time.monotonic()
+    target, settled = primary.insert_end, primary.flush >= primary.insert_end
     while True:
         row = conn.execute(sqlmacros.render("standby_replay_position", catalog=SOURCE_CATALOG)
                            ).fetchone()
         replayed = int(row[0]) if row and row[0] is not None else None
         paused = bool(row and row[1])
-        waited = time.monotonic() - started
+        now = time.monotonic()
         reached = replayed is not None and replayed >= target
-        if reached or waited >= timeout:
+        if not reached and not settled and now >= cap_taken_at + primary.async_flush_seconds:
+            target, settled = min(target, primary_wal_position(conn).flush), True
+            continue  # compare with the settled target before sleeping
+        if reached or now - started >= timeout:
             return Replay(primary_wal_lsn=format_lsn(target),
                           standby_replay_lsn=None if replayed is None else format_lsn(replayed),
-                          reached=reached, paused=paused, waited_seconds=round(waited, 3))
-        time.sleep(min(POLL_SECONDS, max(0.0, timeout - waited)))
+                          reached=reached, paused=paused, waited_seconds=round(now - started, 3))
+        time.sleep(POLL_SECONDS)
