@@ -23,7 +23,7 @@ from runner.ops.compaction import compact as compact_lake
 from runner.ops.parity import run_parity
 from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
-from runner.postgres.connection import SourceConninfo
+from runner.postgres.connection import known_passwords, redact
 from runner.readers.inspect import inspect_lake
 from runner.readers.output import write_result
 from runner.readers.query import AGGREGATES, series
@@ -330,11 +330,7 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command; a TslakeError becomes one line on stderr and its exit code."""
-    try:
-        secret = SourceConninfo().password
-    except TslakeError:
-        secret = None
-    logs.configure(secrets=(secret,) if secret else ())
+    logs.configure(secrets=known_passwords())  # the source's and a standby's primary's
     try:
         cli.main(args=argv, prog_name="tslake", standalone_mode=False)
     except click.exceptions.Abort:
@@ -355,10 +351,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _redacted(text: str) -> str:
-    try:
-        return SourceConninfo().redact(text)
-    except TslakeError:
-        return text
+    return redact(text)
 
 
 if __name__ == "__main__":

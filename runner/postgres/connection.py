@@ -78,6 +78,27 @@ class SourceConninfo:
         return text.replace(self.password, "***") if self.password else text
 
 
+def known_passwords(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The passwords of the source and of a standby source's primary (TSLAKE_PRIMARY_DSN),
+    for the log's redaction; settings too malformed to parse yield none."""
+    env = os.environ if env is None else env
+    found = []
+    for primary_dsn in (None, env.get("TSLAKE_PRIMARY_DSN") or None):
+        try:
+            password = SourceConninfo(env, primary_dsn=primary_dsn).password
+        except ConfigError:
+            continue
+        if password and password not in found:
+            found.append(password)
+    return tuple(found)
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    for password in known_passwords(env):
+        text = text.replace(password, "***")
+    return text
+
+
 def configure_database(conn: duckdb.DuckDBPyConnection, settings: Settings,
                        source: SourceConninfo | None) -> None:
     """Database-wide setup, once per DuckDB database: extension, resources, the source."""
