@@ -13,7 +13,14 @@
     point past.
 
     standby_replay_position: how far the standby has replayed, and whether replay is paused.
+
+    postgres_in_recovery: whether the server is a hot standby (checked before a run's first
+    write: without TSLAKE_PRIMARY_DSN a standby source is refused).
 -#}
+{% macro postgres_in_recovery(catalog) -%}
+    select in_recovery from postgres_query('{{ catalog }}', {{ lake_literal("select pg_is_in_recovery() as in_recovery") }})
+{%- endmacro %}
+
 {% macro primary_wal_position(catalog) -%}
     select wal_insert_bytes, wal_flush_bytes, wal_block_size, wal_segment_size, wal_writer_delay_ms
     from postgres_query('{{ catalog }}', {{ lake_literal("select (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text as wal_insert_bytes, (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::text as wal_flush_bytes, current_setting('wal_block_size')::int as wal_block_size, (select setting::bigint from pg_settings where name = 'wal_segment_size') as wal_segment_size, (select setting::int from pg_settings where name = 'wal_writer_delay') as wal_writer_delay_ms") }})

@@ -3,7 +3,7 @@
 A standby's `pg_stat_activity` cannot see the primary's open transactions, and a row
 committed on the primary appears on the standby only once replayed. So a tick against a
 standby takes its open-transaction cap and clock from the primary (TSLAKE_PRIMARY_DSN,
-attached read-only as another catalog), then the primary's WAL insert position, and reads
+attached read-only as another catalog), then the primary's WAL position, and reads
 its window from the standby only once the standby has replayed past that position. Every
 row with `inserted_at` at or below the cap belongs to a transaction that had committed when
 the cap was taken, so its commit record lies below the position: once replayed there, the
@@ -12,7 +12,6 @@ standby shows it. Without TSLAKE_PRIMARY_DSN a standby source is refused.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -22,8 +21,6 @@ from runner.config import Settings
 from runner.dbt_bridge import sqlmacros
 from runner.errors import SourceError
 from runner.postgres.connection import SOURCE_CATALOG, SourceConninfo, attach_source
-
-log = logging.getLogger("tslake.standby")
 
 PRIMARY_CATALOG = "pg_primary"  # the DuckDB catalog of a standby source's primary
 POLL_SECONDS = 0.1
@@ -59,8 +56,8 @@ def refusal(source: SourceConninfo) -> SourceError:
 
 def is_in_recovery(conn: duckdb.DuckDBPyConnection, catalog: str = SOURCE_CATALOG) -> bool:
     try:
-        row = conn.execute(f"select in_recovery from postgres_query('{catalog}', "
-                           "'select pg_is_in_recovery() as in_recovery')").fetchone()
+        row = conn.execute(sqlmacros.render("postgres_in_recovery", catalog=catalog)
+                           ).fetchone()
     except duckdb.Error as error:
         raise SourceError(f"cannot ask Postgres whether it is a standby: "
                           f"{' '.join(str(error).split())}; check that Postgres is up") from None
