@@ -204,7 +204,7 @@ def test_paused_replay_holds_the_watermark_until_the_standby_caught_up(
     """Rows committed on the primary while the standby's replay is paused: ticks wait for
     the standby (TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS), then hold the watermark and say why
     (the manifest's last_run, the log); after pg_wal_replay_resume() every row arrives."""
-    lake, primary = standby_lake(tmp_path, cluster, TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS="1")
+    lake, primary = standby_lake(tmp_path, cluster, TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS="3")
     insert(primary, "early", 5)
     cluster.wait_replayed()
     first = tick(lake)
