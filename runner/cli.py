@@ -35,7 +35,7 @@ from runner.ops.doctor import restore as run_doctor_restore
 from runner.ops.parity import run_parity
 from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
-from runner.postgres.connection import SourceConninfo
+from runner.postgres.connection import known_passwords, redact
 from runner.readers.inspect import inspect_lake
 from runner.readers.output import write_result
 from runner.readers.query import AGGREGATES, series
@@ -380,11 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [arg for arg in args if arg != "--debug"] if debug else args
-    try:
-        secret = SourceConninfo().password
-    except TslakeError:
-        secret = None
-    logs.configure(secrets=(secret,) if secret else ())
+    logs.configure(secrets=known_passwords())  # the source's and a standby's primary's
     try:
         _run(args)
     except SystemExit:
@@ -418,10 +414,7 @@ def _run(args: list[str]) -> None:
 
 
 def _redacted(text: str) -> str:
-    try:
-        return SourceConninfo().redact(text)
-    except TslakeError:
-        return text
+    return redact(text)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import ConfigError
@@ -70,6 +70,11 @@ class Settings:
     # TSLAKE_COLD_PATH when it is an object-store URL (s3://bucket/prefix); cold_path is
     # then None. runner/core/tiers.py turns either into the cold tier.
     cold_url: str | None = None
+    # A hot standby as the source (README, "A hot standby as the source"): the primary's
+    # connection string (it may hold a password: never in a repr or a message), and how
+    # long a tick waits for the standby to replay past the primary's WAL position.
+    primary_dsn: str | None = field(default=None, repr=False)
+    standby_replay_timeout_seconds: float = 10.0
 
     @property
     def has_cold_tier(self) -> bool:
@@ -148,4 +153,7 @@ class Settings:
                                          maximum=MAX_WORKERS)),
             datasets=datasets,
             cold_url=cold_url,
+            primary_dsn=_first(env, "TSLAKE_PRIMARY_DSN"),
+            standby_replay_timeout_seconds=_number(
+                env, ("TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS",), 10, minimum=0),
         )

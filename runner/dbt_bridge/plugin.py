@@ -29,6 +29,7 @@ from runner.core import datasets, manifest, publish
 from runner.core.manifest import Manifest
 from runner.errors import ConfigError, PublishError, TslakeError, describe_os_error
 from runner.ops import backfill, compaction, export, retention
+from runner.postgres import standby
 from runner.postgres.connection import SourceConninfo, configure_database, configure_session
 from runner.postgres.schema import source_columns
 
@@ -113,7 +114,7 @@ class Plugin(BasePlugin):
                 assert backfill_days is not None
                 backfill.run_backfill(self.settings, conn, document, spec, model_sql, run_id,
                                       days=backfill_days, replace_existing=replace_existing,
-                                      stable=export.stable_watermark(conn))
+                                      stable=export.backfill_watermark(self.settings, conn))
             elif mode == "repair":
                 export.repair(self.settings, conn, document, spec, model_sql, run_id,
                               list(repair_dates or []))
@@ -130,6 +131,8 @@ class Plugin(BasePlugin):
         """Every enabled dataset's source against its declaration and what its lake was
         read from, before the run's first write: one that is missing or drifted stops the
         run with nothing written. Returns the manifest it read, for the first write."""
+        # A hot standby without its primary (TSLAKE_PRIMARY_DSN) is refused here, first.
+        standby.require_primary_for_standby(self.settings, conn)
         document = manifest.load(self.settings.manifest_path)
         found = {}
         for spec in datasets.enabled(self.settings.datasets):

@@ -23,7 +23,13 @@ from types import FrameType
 
 from runner.config import Settings
 from runner.core import manifest
-from runner.service.health import ServiceHealth, ServiceMetrics, TickOutcome, serve
+from runner.service.health import (
+    ServiceHealth,
+    ServiceMetrics,
+    TickOutcome,
+    held_watermarks,
+    serve,
+)
 
 log = logging.getLogger("tslake.service")
 
@@ -121,7 +127,9 @@ class ReplicationService:
         with self.health.lock:
             self.health.watermarks = {name: entry.computed_through_ts
                                       for name, entry in document.datasets.items()}
+            self.health.held = held_watermarks(document)
         self.metrics.refresh_partitions(document)
+        self.metrics.refresh_holds(self.health.held)
 
     def _backoff(self) -> float:
         failures = self.health.consecutive_failures
