@@ -50,14 +50,6 @@ class Plugin(BasePlugin):
         # The enabled datasets' source columns, read once per run (before its first write).
         self._source_columns: dict[str, dict[str, str]] | None = None
 
-    def start_run(self) -> None:
-        """Forget what the last run read: the service's worker keeps this plugin (and its
-        DuckDB connection) from one `dbt run` to the next, and each run must check the
-        sources and read the manifest afresh, as a run in a new process would."""
-        self._document = None
-        self._source_columns = None
-        self._cursors = []
-
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
             configure_database(conn, self.settings, SourceConninfo())

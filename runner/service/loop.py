@@ -49,6 +49,7 @@ class ReplicationService:
         self.tick_timeout = max(300.0, 10 * interval_seconds)
         self.worker_ticks = worker_ticks
         self.worker: TickWorker | None = None
+        self.child_env: dict[str, str] | None = None  # the children's environment (tests)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -106,13 +107,14 @@ class ReplicationService:
 
     def _start_worker(self) -> None:
         if self.worker_ticks > 0 and self.worker is None:
-            self.worker = TickWorker(self._child_output)
+            self.worker = TickWorker(self._child_output, env=self.child_env)
 
     def _tick_in_process(self) -> TickReply:
         command = [sys.executable, "-m", "runner.cli", "tick"]
         try:
             child = subprocess.run(command, capture_output=True, text=True,
-                                   timeout=self.tick_timeout, start_new_session=True)
+                                   timeout=self.tick_timeout, start_new_session=True,
+                                   env=self.child_env)
         except subprocess.TimeoutExpired:
             return TickReply(False, error=f"tick killed after {self.tick_timeout:g} s")
         for line in child.stderr.splitlines(keepends=True):

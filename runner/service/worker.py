@@ -1,5 +1,5 @@
-"""The service's tick worker: a child process that keeps dbt's project parsed and DuckDB
-(extensions loaded, Postgres attached) open from one tick to the next.
+"""The service's tick worker: a child process that keeps dbt's project parsed (and Python,
+dbt, DuckDB imported) from one tick to the next.
 
 A `tslake tick` process spends ~2 s starting Python, importing dbt and parsing the project
 for ~0.2 s of work; at a 60 s interval that start-up is most of the service's CPU. The
@@ -7,6 +7,8 @@ worker pays it once, then runs each tick as `tslake tick` does (the lake's lock,
 `dbt run`, the same commit), with dbt handed the parsed manifest (a fresh copy per run:
 dbt's compile mutates the nodes it runs) and `--no-write-json` (rewriting manifest.json and
 run_results.json was a third of a tick's CPU; `tslake tick` and `dbt run` still write them).
+Each run opens its own in-memory DuckDB and Postgres attachment and closes them after, so
+nothing of one tick's database state (a Postgres snapshot) reaches the next.
 
 It stays a child process so that the service can still kill a wedged tick at its deadline:
 `TickWorker` (the service's side) kills the worker's whole session on timeout and retires
@@ -22,7 +24,6 @@ stderr, which the service forwards. EOF on stdin ends the worker.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -77,12 +78,12 @@ def main() -> int:
         answer({"ok": False, "error": f"tslake: error: {_redacted(str(error))}"})
         return error.exit_code
     answer({"ready": os.getpid()})
-    pending = copy.deepcopy(parsed)  # copied while idle: the next tick starts at once
+    # dbt's own copy (copy.deepcopy breaks its lookups), made while idle
+    pending = parsed.deepcopy()
     for line in sys.stdin:
         if line.strip() != "tick":
             continue
         try:
-            _start_run()
             with publish.writing(settings, "tslake tick"):
                 run_dbt(settings, ["run", "--no-write-json"], manifest=pending)
             answer({"ok": True, "summary": json.loads(json.dumps(
@@ -91,21 +92,23 @@ def main() -> int:
             message = f"tslake: error: {_redacted(str(error))}"
             print(message, file=sys.stderr, flush=True)
             answer({"ok": False, "error": message})
-        pending = copy.deepcopy(parsed)
+        finally:
+            _close_duckdb()
+        pending = parsed.deepcopy()
     return 0
 
 
-def _start_run() -> None:
-    """Reset the tslake plugin that dbt-duckdb keeps (with its DuckDB connection) for the
-    life of the process, so this run checks the sources and reads the manifest itself."""
+def _close_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps for the life of the process: the next
+    run opens its own, as a run in a new process would. Kept open, its attached Postgres
+    connections carried one tick's snapshot into the next (that tick read no new rows),
+    and the tslake plugin its last run's manifest and source check."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
-    from runner.dbt_bridge.plugin import Plugin
-
-    environment = DuckDBConnectionManager._ENV
-    for plugin in (getattr(environment, "_plugins", None) or {}).values():
-        if isinstance(plugin, Plugin):
-            plugin.start_run()
+    with DuckDBConnectionManager._LOCK:
+        environment, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+        if environment is not None:
+            environment.close()
 
 
 # -- the service's side -------------------------------------------------------------------
@@ -130,7 +133,6 @@ class TickWorker:
         self.ticks = 0
         self.started = time.monotonic()
         self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._recent: list[str] = []  # the current tick's stderr lines, for its error
         self._output = output
         assert self.process.stdout is not None and self.process.stderr is not None
         threading.Thread(target=self._read_answers, args=(self.process.stdout,),
@@ -145,7 +147,6 @@ class TickWorker:
     def tick(self, timeout: float) -> TickReply:
         """Run one tick; on its deadline the worker is killed (the caller replaces it)."""
         deadline = time.monotonic() + timeout
-        self._recent = []
         self.ticks += 1
         try:
             assert self.process.stdin is not None
@@ -187,9 +188,8 @@ class TickWorker:
 
     def _died(self) -> TickReply:
         code = self.process.wait()
-        time.sleep(0.05)  # let the log thread pass on the worker's last lines
-        last = next((line for line in reversed(self._recent) if line.strip()), "")
-        return TickReply(False, error=last.strip() or f"tick worker exited {code}")
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+        return TickReply(False, error=f"tick worker {how} mid-tick (see the log lines before)")
 
     def _read_answers(self, stream: IO[str]) -> None:
         for line in stream:
@@ -199,7 +199,6 @@ class TickWorker:
 
     def _read_log(self, stream: IO[str]) -> None:
         for line in stream:
-            self._recent.append(line)
             self._output(line)
 
 
