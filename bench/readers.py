@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tslake-bench-readers-"))
+    load = [measure.load_average()]
     server = dataset.start(work / "pg", 18)
     try:
         table = dataset.create_table(server, "readers", sensors=args.sensors, days=args.days,
@@ -70,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(env)
         results = compare(server, settings, args.runs)
         layouts = layout.compare(settings, work / "layouts", sensor=SENSOR, runs=args.runs)
+        load.append(measure.load_average())
     finally:
         dataset.stop(server)
         shutil.rmtree(work, ignore_errors=True)
-    write_section(table, results, args.runs, layouts)
+    write_section(table, results, args.runs, layouts, load)
     print(json.dumps(results, indent=2))
     for variant in layouts:
         print(variant)
@@ -200,7 +202,7 @@ def similarity_scan(settings: Settings, end: Any, horizon_days: int
 
 
 def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
-                  layouts: list[layout.Layout]) -> None:
+                  layouts: list[layout.Layout], load: list[str]) -> None:
     lines = [MARK_START, "## Readers: the lake vs Postgres, same data, same run", "",
              f"Table: {table.rows:,} rows ({table.sensors} sensors, {table.days:g} days); lake "
              "backfilled with `tslake backfill`; DuckDB attaches `_state/lake.duckdb` and reads "
@@ -209,7 +211,8 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
              "so each engine computes every result row and the client gets one. *Fetched*: "
              "every row into Python (DuckDB's and psycopg's `fetchall`), timestamps as naive "
              "UTC on both sides (DuckDB's Python client spends ~1.5 us per TIMESTAMPTZ value "
-             "on pytz: 10,080 rows took 13 ms more; see README, Readers).", "",
+             "on pytz: 10,080 rows took 13 ms more; see README, Readers). Load average "
+             f"(1/5/15 min) at start {load[0]}, at end {load[1]}, 2 shared cores.", "",
              "| query | rows | lake, in the engine | Postgres, in the engine | lake is | "
              "lake, fetched | Postgres, fetched | lake is |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -225,7 +228,12 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
               "ICU's calendar per row, see docs/ARCHITECTURE.md, \"Reader layout\"). The view "
               "query prunes with `shard = lake.metrics_shard($s)` and a `date` range; the last "
               "row runs `tslake query`'s SQL (`runner.readers.query.series_sql`: the files of "
-              "those dates and that shard, named from the manifest) on the same connection.", ""]
+              "those dates and that shard, named from the manifest) on the same connection. "
+              "The similarity scan reads `runner.readers.scan` on the lake (every sensor, "
+              "5-minute buckets, files of the horizon's dates from the manifest) and a GROUP BY "
+              "of the table on Postgres; both then compute one corr() per window "
+              "(distance^2 = 2m(1 - corr) for z-normalised windows), and the two top-10 lists "
+              "are checked equal before timing.", ""]
     lines += layout.markdown(layouts) + [MARK_END]
     section = "\n".join(lines)
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
