@@ -23,13 +23,11 @@ from typing import Any
 
 import duckdb
 
-from bench import dataset, layout, measure
+from bench import dataset, layout, measure, report
 from runner.config import PROJECT_ROOT, Settings
 from runner.readers.query import series_sql
 from runner.readers.scan import scan_sql
 
-BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
-MARK_START, MARK_END = "<!-- readers -->", "<!-- /readers -->"
 SENSOR = "s0042"
 
 
@@ -203,7 +201,7 @@ def similarity_scan(settings: Settings, end: Any, horizon_days: int
 
 def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
                   layouts: list[layout.Layout], load: list[str]) -> None:
-    lines = [MARK_START, "## Readers: the lake vs Postgres, same data, same run", "",
+    lines = ["## Readers: the lake vs Postgres, same data, same run", "",
              f"Table: {table.rows:,} rows ({table.sensors} sensors, {table.days:g} days); lake "
              "backfilled with `tslake backfill`; DuckDB attaches `_state/lake.duckdb` and reads "
              f"its `metrics` view, Postgres the table (warm caches); best of {runs}, lake and "
@@ -234,15 +232,8 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
               "of the table on Postgres; both then compute one corr() per window "
               "(distance^2 = 2m(1 - corr) for z-normalised windows), and the two top-10 lists "
               "are checked equal before timing.", ""]
-    lines += layout.markdown(layouts) + [MARK_END]
-    section = "\n".join(lines)
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if MARK_START in text:
-        before, _, rest = text.partition(MARK_START)
-        text = before + section + rest.partition(MARK_END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    BENCHMARKS.write_text(text)
+    lines += layout.markdown(layouts)
+    report.write_marked_section("readers", lines)
 
 
 if __name__ == "__main__":

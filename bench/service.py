@@ -29,13 +29,10 @@ from pathlib import Path
 
 import psutil
 
-from bench import dataset, measure
+from bench import dataset, measure, report
 from runner.config import PROJECT_ROOT, Settings
 from runner.core import manifest
 from runner.service.worker import DEFAULT_MAX_TICKS
-
-START = "<!-- service -->"
-END = "<!-- /service -->"
 
 
 @dataclass
@@ -130,9 +127,9 @@ def p95(values: list[float]) -> float:
 
 
 def render(runs: list[ServiceRun], table: dataset.Table, interval: float, load: list[str],
-           lag_guard: float) -> str:
+           lag_guard: float) -> list[str]:
     base = runs[0]
-    lines = [START, "## The service: a tick worker vs a process per tick, same lake, same run",
+    lines = ["## The service: a tick worker vs a process per tick, same lake, same run",
              "",
              f"`python -m bench.service`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Table: "
              f"{table.rows:,} rows ({table.sensors} sensors, {table.days:g} days), lake "
@@ -166,19 +163,8 @@ def render(runs: list[ServiceRun], table: dataset.Table, interval: float, load: 
               f"({base.cpu_per_hour() / worker.cpu_per_hour():.1f}x less);",
               f"- lake lag p95 <= interval + lag guard + 2 s = {interval + lag_guard + 2:g} s: "
               f"{p95(worker.lags):.1f} s over {len(worker.lags) / 2:.0f} s at {interval:g} s "
-              "intervals (the issue asks for 10 minutes; `--ticks 120` runs that long).",
-              END]
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+              "intervals (the issue asks for 10 minutes; `--ticks 120` runs that long)."]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=3.5)
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--ticks", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tslake-bench-service-"))
     load = [measure.load_average()]
@@ -205,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset.stop(server)
         shutil.rmtree(work, ignore_errors=True)
     load.append(measure.load_average())
-    write_section(args.out, render(runs, table, args.interval, load, lag_guard=0))
+    report.write_marked_section("service", render(runs, table, args.interval, load,
+                                                 lag_guard=0))
     return 0
 
 
