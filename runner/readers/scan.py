@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from runner.config import Settings
-from runner.core import datasets, manifest
+from runner.core import datasets, manifest, tiers
 from runner.errors import ConfigError
 from runner.readers import query, views
 
@@ -72,12 +72,14 @@ def scan_sql(settings: Settings, *, start: datetime, end: datetime, bucket: str 
 def scan(settings: Settings, *, start: datetime, end: datetime, bucket: str = "5m",
          agg: str = "avg", dataset: str = "metrics/v1",
          conn: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
-    """The buckets as a DuckDB relation (on `conn`, else a new UTC connection)."""
+    """The buckets as a DuckDB relation (on `conn`, else a new UTC connection). Either way
+    the connection is set up to read an object-store cold tier in place."""
     sql, params = scan_sql(settings, start=start, end=end, bucket=bucket, agg=agg,
                            dataset=dataset)
     if conn is None:
         conn = duckdb.connect()
         conn.execute("set TimeZone = 'UTC'")
+    tiers.enable_cold_reads(conn, settings)
     return conn.query(sql, params=params)
 
 
