@@ -49,6 +49,7 @@ from runner.service.launchd import (
     spec_from_options,
 )
 from runner.service.loop import ReplicationService
+from runner.service.worker import DEFAULT_MAX_TICKS as DEFAULT_WORKER_TICKS
 
 log = logging.getLogger("tslake")
 
@@ -153,14 +154,19 @@ def compact(dataset: str | None, day: str | None) -> None:
               show_default=True, help="Port for GET /healthz and GET /metrics; 0 turns HTTP off.")
 @click.option("--http-host", default="127.0.0.1", show_default=True,
               help="Address to serve on (loopback by default).")
-def run(interval: float | None, http_port: int, http_host: str) -> None:
+@click.option("--worker-ticks", type=click.IntRange(min=0), default=DEFAULT_WORKER_TICKS,
+              show_default=True, metavar="N",
+              help="Ticks run by one worker process (dbt parsed once) before it is replaced; "
+                   "0 runs each tick as its own `tslake tick` process.")
+def run(interval: float | None, http_port: int, http_host: str, worker_ticks: int) -> None:
     """Run the replication service: a tick every interval, with health and metrics.
 
     SIGTERM or SIGINT lets the tick in progress finish (or runs one final tick), then exits 0.
     """
     settings = _settings()
     service = ReplicationService(settings, interval_seconds=interval or settings.interval_seconds,
-                                 http_host=http_host, http_port=http_port or None)
+                                 http_host=http_host, http_port=http_port or None,
+                                 worker_ticks=worker_ticks)
     try:
         code = service.run()
     except OSError as error:  # binding the port: name the address (the boundary says what to do)
