@@ -61,6 +61,8 @@ class Settings:
     threads: int
     backfill_workers: int
     datasets: tuple[str, ...] = ("metrics/v1",)
+    # The derived-sensor definitions (SPEC section 8); a missing file is none.
+    derived_sensors: Path = PROJECT_ROOT / "derived_sensors.yml"
 
     @property
     def state_dir(self) -> Path:
@@ -127,4 +129,6 @@ class Settings:
             backfill_workers=int(_number(env, ("TSLAKE_BACKFILL_WORKERS",),
                                          (os.cpu_count() or 1) + 1, minimum=1, whole=True)),
             datasets=datasets,
+            derived_sensors=Path(_first(env, "TSLAKE_DERIVED_SENSORS") or
+                                 PROJECT_ROOT / "derived_sensors.yml").expanduser().absolute(),
         )
