@@ -205,7 +205,7 @@ def test_backfill_ticks_late_updates_and_definition_changes_are_exact(
     assert lake.manifest()["generation"] == generation + 2  # metrics, then derived: one each
     assert set(lake.dataset(DERIVED)["derived"]["definitions"]) == {"gh/vpd", "barn/total"}
 
-    report = json.loads(lake.run("tslake", "parity", "--dataset", DERIVED).stdout)
+    report = json.loads(lake.run("tslake", "parity", "--all", "--dataset", DERIVED).stdout)
     assert report["verdict"] == "match", report
 
 
