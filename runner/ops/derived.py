@@ -280,13 +280,14 @@ def _merge(settings: Settings, conn: duckdb.DuckDBPyConnection, spec: DatasetSpe
         )""").fetchall()}
     kept = [f.path for f in lake_files(settings, spec.name, entry) if f.date in rewrite]
     _committed(conn, "derived_kept", kept, f"where not {in_scope}")
-    dates = _list_items(sorted(rewrite)) if rewrite else "null"
+    rewritten = f"date in ({_list_items(sorted(rewrite))})" if rewrite else "false"
+    appended = f"f.date not in ({_list_items(sorted(rewrite))})" if rewrite else "true"
     conn.execute(f"""create or replace temp table {_OUT} as
         select f.* from {_FRESH} f left join {_EXISTING} e using (sensor_id, ts)
         where (e.inserted_at is null or f.inserted_at > e.inserted_at)
-          and f.date not in ({dates})
+          and {appended}
         union all
-        select * from {_FRESH} where date in ({dates})
+        select * from {_FRESH} where {rewritten}
         union all
         select * from derived_kept""")
     return rewrite
