@@ -207,6 +207,18 @@ def test_backfill_ticks_late_updates_and_definition_changes_are_exact(
 
     report = json.loads(lake.run("tslake", "parity", "--all", "--dataset", DERIVED).stdout)
     assert report["verdict"] == "match", report
+    assert report["totals"]["source_rows"] == len(final)
+    tested = lake.run("dbt", "test", "--select", "derived_v1", check=False)
+    assert tested.returncode == 0, tested.stdout[-3000:]
+    # parity notices a wrong derived row: rewrite one committed file's values.
+    path = lake.committed_files(DERIVED)[0]
+    import duckdb
+    duckdb.execute(f"copy (select * replace (value + 1 as value) from '{path}') to "
+                   f"'{path}.x' (format parquet)")
+    Path(f"{path}.x").replace(path)
+    report = json.loads(lake.run("tslake", "parity", "--all", "--dataset", DERIVED).stdout)
+    assert report["verdict"] == "mismatch"
+    assert lake.run("dbt", "test", "--select", "derived_v1", check=False).returncode != 0
 
 
 def assert_exact_with(lake: Lake, db: SourceDb, *, drop: str, change: tuple[str, Any]

@@ -70,7 +70,8 @@ class Plugin(BasePlugin):
         request = dict(target_config.config)
         action = request.pop("action", None)
         steps: dict[str, Callable[..., None]] = {
-            "run": self._run, "compact": self._compact, "retention": self._retention}
+            "run": self._run, "compact": self._compact, "retention": self._retention,
+            "derived_parity": self._derived_parity}
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
@@ -167,6 +168,26 @@ class Plugin(BasePlugin):
         compaction.compact(self.settings, dataset=dataset, date=date,
                            min_files=self.settings.compact_min_files if min_files is None
                            else min_files)
+
+    def _derived_parity(self, dataset: str) -> None:
+        """`dbt test`'s lake_derived_parity: the differing (date, sensor) groups of derived
+        parity over the whole horizon, as table tslake_derived_parity_failures."""
+        from runner.derived.parity import run_derived_parity  # only `dbt test` needs it
+
+        spec = datasets.declared()[dataset]
+        groups: list[dict[str, Any]] = []
+        if dataset in self.settings.datasets:
+            report = run_derived_parity(self.settings, spec, start=None, end=None,
+                                        sensors=None)
+            groups = [g for g in report["groups"] if g["status"] != "match"]
+        conn = self._connection()
+        conn.execute("create or replace table tslake_derived_parity_failures (date varchar, "
+                     "sensor_id varchar, status varchar, source_rows bigint, "
+                     "lake_rows bigint, differing_buckets bigint)")
+        if groups:
+            conn.executemany("insert into tslake_derived_parity_failures values (?, ?, ?, ?, ?, ?)",
+                             [[g["date"], g["sensor_id"], g["status"], g["source_rows"],
+                               g["lake_rows"], g["differing_buckets"]] for g in groups])
 
     def _retention(self, dataset: str) -> None:
         if dataset not in self.settings.datasets:
