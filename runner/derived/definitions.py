@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from runner.derived import expression
+from runner.derived.expression import Node
 from runner.errors import ConfigError
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -38,7 +39,7 @@ class Definition:
     inputs: tuple[tuple[str, str], ...]  # (alias, input sensor_id), sorted by alias
     aggs: tuple[tuple[str, str], ...]    # (alias, aggregate), every alias
     expression: str
-    tree: expression.Node
+    tree: Node
 
     @property
     def input_sensors(self) -> tuple[str, ...]:
@@ -120,7 +121,8 @@ def _definition(item: Any, number: int, where: str) -> Definition:
         raise fail(str(error)) from None
     inputs = item.get("inputs")
     if not isinstance(inputs, dict) or not inputs:
-        raise fail("inputs must map aliases to input sensor ids, like {t: greenhouse-1/air-temp-01}")
+        raise fail("inputs must map aliases to input sensor ids, like "
+                   "{t: greenhouse-1/air-temp-01}")
     for alias, input_sensor in inputs.items():
         if not isinstance(alias, str) or not _ALIAS.match(alias):
             raise fail(f"alias {alias!r} is not a lowercase identifier")

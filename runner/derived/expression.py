@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 Dialect = Literal["duckdb", "postgres"]
 
@@ -67,7 +67,7 @@ class Call:
     args: tuple[Node, ...]
 
 
-Node = Number | Alias | Unary | Binary | Call
+Node: TypeAlias = "Number | Alias | Unary | Binary | Call"
 
 
 def parse(text: str, aliases: set[str]) -> Node:

@@ -167,8 +167,9 @@ def _compare(conn: duckdb.DuckDBPyConnection, shards: int) -> tuple[list[dict[st
                          then 'inserted_at_differs'
                     else 'match' end as status
         from source s full join lake l on s.sensor_id = l.sensor_id and s.ts = l.ts""")
-    groups = [{"date": str(date), "shard": derived.shard_of(sensor, shards), "sensor_id": sensor, "status":
-               "match" if differing == 0 else "mismatch", "source_rows": int(source_rows),
+    groups = [{"date": str(date), "shard": derived.shard_of(sensor, shards),
+               "sensor_id": sensor, "status": "match" if differing == 0 else "mismatch",
+               "source_rows": int(source_rows),
                "lake_rows": int(lake_rows), "differing_buckets": int(differing),
                "source_checksum": None, "lake_checksum": None}
               for date, sensor, source_rows, lake_rows, differing in conn.execute("""
