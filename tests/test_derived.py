@@ -220,6 +220,14 @@ def test_backfill_ticks_late_updates_and_definition_changes_are_exact(
     assert report["verdict"] == "mismatch"
     assert lake.run("dbt", "test", "--select", "derived_v1", check=False).returncode != 0
 
+    # Reading: --dataset derived/v1 has the rows; metrics says where to look.
+    window = ("--start", "2020-01-01T00:00:00Z", "--end", "2040-01-01T00:00:00Z")
+    csv = lake.run("tslake", "query", "--dataset", DERIVED, "--sensor", "gh/vpd", *window,
+                   "--format", "csv").stdout
+    assert len(csv.strip().splitlines()) - 1 == sum(1 for s, _ in final if s == "gh/vpd")
+    wrong = lake.run("tslake", "query", "--sensor", "gh/vpd", *window, check=False)
+    assert wrong.returncode == 2 and "--dataset derived/v1" in wrong.stderr
+
 
 def assert_exact_with(lake: Lake, db: SourceDb, *, drop: str, change: tuple[str, Any]
                       ) -> Rows:
