@@ -26,6 +26,7 @@ from runner.derived.definitions import Definition
 from runner.errors import ManifestError, SourceError
 from runner.ops import derived
 from runner.postgres.connection import SOURCE_CATALOG, connect
+from runner.readers.query import shard_of
 
 RELATIVE_TOLERANCE = 1e-9
 MAX_DIFFERENCES = 50
@@ -167,7 +168,7 @@ def _compare(conn: duckdb.DuckDBPyConnection, shards: int) -> tuple[list[dict[st
                          then 'inserted_at_differs'
                     else 'match' end as status
         from source s full join lake l on s.sensor_id = l.sensor_id and s.ts = l.ts""")
-    groups = [{"date": str(date), "shard": derived.shard_of(sensor, shards),
+    groups = [{"date": str(date), "shard": shard_of(sensor, shards),
                "sensor_id": sensor, "status": "match" if differing == 0 else "mismatch",
                "source_rows": int(source_rows),
                "lake_rows": int(lake_rows), "differing_buckets": int(differing),

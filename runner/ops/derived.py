@@ -21,7 +21,6 @@ definition is macros/derived/ with the expression rendered by runner/derived/.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from runner.derived.definitions import Definition
 from runner.errors import ConfigError, ManifestError
 from runner.ops import export
 from runner.readers import views
+from runner.readers.query import shard_of
 
 log = logging.getLogger("tslake.derived")
 
@@ -72,11 +72,6 @@ def input_state(document: Manifest | None) -> DatasetState:
                             "committed yet: run `tslake tick` or `tslake backfill` with "
                             "metrics/v1 enabled first")
     return entry
-
-
-def shard_of(sensor_id: str, shards: int) -> int:
-    """SPEC section 3's shard formula (macros/lake/shard_of.sql in SQL)."""
-    return int(hashlib.md5(sensor_id.encode()).hexdigest()[:8], 16) % shards
 
 
 def tick(settings: Settings, conn: duckdb.DuckDBPyConnection, document: Manifest,
