@@ -80,6 +80,9 @@ class Settings:
     def has_cold_tier(self) -> bool:
         return self.cold_path is not None or self.cold_url is not None
 
+    # The derived-sensor definitions (SPEC section 8); a missing file is none.
+    derived_sensors: Path = PROJECT_ROOT / "derived_sensors.yml"
+
     @property
     def state_dir(self) -> Path:
         return self.hot_path / "_state"
@@ -156,4 +159,6 @@ class Settings:
             primary_dsn=_first(env, "TSLAKE_PRIMARY_DSN"),
             standby_replay_timeout_seconds=_number(
                 env, ("TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS",), 10, minimum=0),
+            derived_sensors=Path(_first(env, "TSLAKE_DERIVED_SENSORS") or
+                                 PROJECT_ROOT / "derived_sensors.yml").expanduser().absolute(),
         )

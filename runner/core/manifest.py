@@ -176,6 +176,16 @@ class Declaration(_Model):
     version: str
 
 
+class DerivedState(_Model):
+    """What derived/v1 was computed from (runner/ops/derived.py): each definition's hash
+    (a changed one recomputes that sensor, a missing one removes its rows) and the
+    metrics/v1 files already read (a file not among them holds input versions not yet
+    applied: new, late or updated rows, a backfill's or a compaction's output)."""
+
+    definitions: dict[str, str] = Field(default_factory=dict)
+    inputs_read: list[RelativePath] = Field(default_factory=list)
+
+
 class DatasetState(_Model):
     """One dataset's section: watermark, layout, partitions and bookkeeping."""
 
@@ -188,6 +198,7 @@ class DatasetState(_Model):
     last_run: dict[str, Any] | None = None
     last_compaction: LastCompaction | None = None
     backfill: BackfillRecord | None = None
+    derived: DerivedState | None = None  # derived/v1 only (SPEC section 8)
     pending_deletes: list[PendingDelete] = Field(default_factory=list)
     partitions: dict[CalendarDate, Partition] = Field(default_factory=dict)
 

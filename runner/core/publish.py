@@ -164,12 +164,14 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
                      replace_paths: frozenset[str] = frozenset(),
                      run_info: dict[str, Any] | None = None,
                      backfill: manifest.BackfillRecord | None = None,
+                     derived: manifest.DerivedState | None = None,
                      refresh_views: bool = True) -> dict[str, Any]:
     """Commit staged files (and the new watermark) with one manifest replace of `document`
     (the manifest the writer loaded under the lock, which this updates); the files of
     `replace_dates` and the files `replace_paths` (relative paths: a compaction's inputs)
     leave the manifest in the same commit and are deleted after it. `backfill`, when given,
-    becomes the dataset's backfill progress record in the same commit. `refresh_views=False`
+    becomes the dataset's backfill progress record in the same commit (`derived`, derived/v1's
+    record of its inputs and definitions, likewise). `refresh_views=False`
     leaves `_state/lake.duckdb` on an older commit (a backfill's days in between: readers
     see fewer days, never a missing file); a commit that deletes files always refreshes."""
     step = "compact_" if kind == "compact" else ""  # compaction has failpoints of its own
@@ -223,6 +225,8 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
         entry.last_run = summary
     if backfill is not None:
         entry.backfill = backfill
+    if derived is not None:  # derived/v1's inputs and definitions, in the same commit
+        entry.derived = derived
     due = manifest.take_due_deletes(entry, now, settings.delete_grace_seconds)
     if settings.delete_grace_seconds > 0:
         manifest.schedule_deletes(entry, replaced, now)

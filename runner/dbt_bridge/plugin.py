@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
@@ -28,7 +29,7 @@ from runner.config import Settings
 from runner.core import datasets, manifest, publish
 from runner.core.manifest import Manifest
 from runner.errors import ConfigError, PublishError, TslakeError, describe_os_error
-from runner.ops import backfill, compaction, export, retention
+from runner.ops import backfill, compaction, derived, export, retention
 from runner.postgres import standby
 from runner.postgres.connection import SourceConninfo, configure_database, configure_session
 from runner.postgres.schema import source_columns
@@ -52,6 +53,8 @@ class Plugin(BasePlugin):
         self._document: Manifest | None = None
         # The enabled datasets' source columns, read once per run (before its first write).
         self._source_columns: dict[str, dict[str, str]] | None = None
+        # derived/v1's definitions, validated with the sources, before the run's first write.
+        self._derived_definitions: list[derived.Definition] | None = None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         try:
@@ -72,7 +75,8 @@ class Plugin(BasePlugin):
         request = dict(target_config.config)
         action = request.pop("action", None)
         steps: dict[str, Callable[..., None]] = {
-            "run": self._run, "compact": self._compact, "retention": self._retention}
+            "run": self._run, "compact": self._compact, "retention": self._retention,
+            "derived_parity": self._derived_parity}
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
@@ -106,6 +110,9 @@ class Plugin(BasePlugin):
             if self._source_columns is None:
                 self._document = self._check_sources(conn)
             assert self._source_columns is not None
+            if spec.lake_source is not None:
+                self._run_derived(conn, spec, mode, run_id, backfill_days, repair_dates)
+                return
             columns = self._source_columns[dataset]
             document = publish.open_write(self.settings, spec, f"dbt run {run_id}", columns,
                                           document=self._document)
@@ -127,6 +134,31 @@ class Plugin(BasePlugin):
             conn.close()
         self._report_generation(document)
 
+    def _run_derived(self, conn: DuckDBPyConnection, spec: datasets.DatasetSpec, mode: str,
+                     run_id: str, backfill_days: int | None,
+                     repair_dates: list[str] | None) -> None:
+        """derived/v1: computed from the lake's metrics/v1 (committed by the metrics model,
+        upstream in the same run), not from Postgres (runner/ops/derived.py)."""
+        metrics = derived.input_state(self._document)
+        document = publish.open_write(self.settings, spec, f"dbt run {run_id}",
+                                      metrics.source_columns, document=self._document)
+        self._document = document
+        definitions = self._derived_definitions or []
+        if mode == "backfill":
+            derived.rebuild(self.settings, conn, document, spec, run_id, definitions,
+                            first_date=derived.backfill_first_date(int(backfill_days or 0)),
+                            end_date=None, mode="backfill")
+        elif mode == "repair":
+            for day in sorted(repair_dates or []):
+                following = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+                derived.rebuild(self.settings, conn, document, spec, run_id, definitions,
+                                first_date=day, end_date=following, mode="repair")
+        else:
+            derived.tick(self.settings, conn, document, spec, run_id, definitions)
+        compaction.compact_dataset(self.settings, conn, document, spec, run_id,
+                                   min_files=self.settings.compact_min_files)
+        self._report_generation(document)
+
     def _check_sources(self, conn: DuckDBPyConnection) -> Manifest | None:
         """Every enabled dataset's source against its declaration and what its lake was
         read from, before the run's first write: one that is missing or drifted stops the
@@ -136,6 +168,12 @@ class Plugin(BasePlugin):
         document = manifest.load(self.settings.manifest_path)
         found = {}
         for spec in datasets.enabled(self.settings.datasets):
+            if spec.lake_source is not None:  # derived/v1: definitions checked, no source
+                if spec.lake_source not in self.settings.datasets:
+                    raise ConfigError(f"{spec.name} is computed from {spec.lake_source}, which "
+                                      "is not enabled: add it to TSLAKE_DATASETS")
+                self._derived_definitions = derived.load_definitions(self.settings)
+                continue
             entry = document.datasets.get(spec.name) if document else None
             found[spec.name] = source_columns(conn, spec)
             spec.check_source(found[spec.name], entry.source_columns if entry else None)
@@ -147,6 +185,26 @@ class Plugin(BasePlugin):
         compaction.compact(self.settings, dataset=dataset, date=date,
                            min_files=self.settings.compact_min_files if min_files is None
                            else min_files)
+
+    def _derived_parity(self, dataset: str) -> None:
+        """`dbt test`'s lake_derived_parity: the differing (date, sensor) groups of derived
+        parity over the whole horizon, as table tslake_derived_parity_failures."""
+        from runner.derived.parity import run_derived_parity  # only `dbt test` needs it
+
+        spec = datasets.declared()[dataset]
+        groups: list[dict[str, Any]] = []
+        if dataset in self.settings.datasets:
+            report = run_derived_parity(self.settings, spec, start=None, end=None,
+                                        sensors=None)
+            groups = [g for g in report["groups"] if g["status"] != "match"]
+        conn = self._connection()
+        conn.execute("create or replace table tslake_derived_parity_failures (date varchar, "
+                     "sensor_id varchar, status varchar, source_rows bigint, "
+                     "lake_rows bigint, differing_buckets bigint)")
+        if groups:
+            conn.executemany("insert into tslake_derived_parity_failures values (?, ?, ?, ?, ?, ?)",
+                             [[g["date"], g["sensor_id"], g["status"], g["source_rows"],
+                               g["lake_rows"], g["differing_buckets"]] for g in groups])
 
     def _retention(self, dataset: str) -> None:
         if dataset not in self.settings.datasets:

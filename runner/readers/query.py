@@ -83,6 +83,7 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
         raise ConfigError(f"--agg {agg!r} is not one of {', '.join(AGGREGATES)}")
     width = parse_bucket(bucket) if bucket else None
     (spec,) = datasets.select(settings.datasets, dataset)
+    _refuse_derived_ids(settings, spec, sensors)
     document = manifest.load(settings.manifest_path)
     entry = document.datasets.get(dataset) if document is not None else None
     if entry is None:
@@ -122,6 +123,23 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
             f"select *, epoch_us({time_column}) - ((epoch_us({time_column}) % $width) + $width)"
             f" % $width as bucket_us from ({rows})) group by {series_column}, bucket_us "
             f"order by {series_column}, bucket_us", params)
+
+
+def _refuse_derived_ids(settings: Settings, spec: DatasetSpec, sensors: list[str]) -> None:
+    """A derived sensor's id asked of a measured dataset: say where its rows are."""
+    if spec.lake_source is not None:
+        return
+    from runner.derived import definitions  # only read when a query might name one
+
+    try:
+        derived_ids = {d.id for d in definitions.load(settings.derived_sensors)}
+    except ConfigError:  # an invalid file is the tick's error to report, not the query's
+        return
+    hits = [sensor for sensor in sensors if sensor in derived_ids]
+    if hits:
+        raise ConfigError(f"--sensor {hits[0]} is a derived sensor ({settings.derived_sensors}): "
+                          f"its rows are in dataset derived/v1, not {spec.name}: add "
+                          "--dataset derived/v1")
 
 
 def series(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,

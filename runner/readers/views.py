@@ -191,7 +191,7 @@ def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
         lines.append(f"-- {name}: watermark {entry.computed_through_ts}")
         lines.append(lake_view_sql(settings, name, entry))
         lines.append(shard_macro_sql(name, entry))
-        if fresh:
+        if fresh and reader_spec(name, entry).lake_source is None:  # derived: no source table
             lines.append(fresh_view_sql(settings, name, entry))
     return "\n".join(lines)
 
