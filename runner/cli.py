@@ -27,6 +27,8 @@ from runner.postgres.connection import SourceConninfo
 from runner.readers.inspect import inspect_lake
 from runner.readers.output import write_result
 from runner.readers.query import AGGREGATES, series
+from runner.readers.status import lake_status
+from runner.readers.status import render_table as render_status_table
 from runner.readers.views import render_sql as render_views_sql
 from runner.service import logs
 from runner.service.launchd import (
@@ -68,12 +70,21 @@ def _last_runs(settings: Settings, names: list[str]) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tslake")
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail too.")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="Log lines on stderr as JSON or text; default: JSON unless stderr is a "
+                   "terminal.")
+def cli(quiet: bool, verbose: bool, log_format: str | None) -> None:
     """Keep a Parquet analysis lake in step with a Postgres time-series table.
 
     Settings come from the environment (TSLAKE_DATA_ROOT, TSLAKE_HOT_PATH, ...; libpq's PG*
     variables or TSLAKE_PG_DSN for Postgres). See README.md.
     """
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose cannot be combined: choose one")
+    logs.adjust(level=logging.WARNING if quiet else logging.DEBUG if verbose else None,
+                json_lines=None if log_format is None else log_format == "json")
 
 
 @cli.command()
@@ -180,15 +191,37 @@ def launchd_install(mode: str, user: str | None, data_root: Path | None, dry_run
 
 @cli.command()
 @DATASET_OPTION
-def inspect(dataset: str | None) -> None:
+@click.option("--date", "day", type=DATE, default=None,
+              help="Only this UTC date's partition; default: every date.")
+def inspect(dataset: str | None, day: str | None) -> None:
     """Print the lake as JSON: paths, watermarks, per-date files, bytes and rows."""
     settings = _settings()
     names = _covered(settings, dataset) if dataset is not None else None
-    report = inspect_lake(settings)
+    report = inspect_lake(settings, date=day)
     if names is not None:
         report["datasets"] = {name: stats for name, stats in report["datasets"].items()
                               if name in names}
     _print_json(report)
+
+
+# --- tslake status (issue 14) -------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON instead.")
+def status(as_json: bool) -> None:
+    """Is the lake fresh? Per dataset the watermark, lag, days, files and rows, the last
+    tick the service recorded, and the current problems in words; no service needed.
+
+    Exit 0 when fresh, 4 when degraded (the last tick failed), 5 when stale (a watermark
+    older than 2 x interval + lag + 60 s, or nothing committed): a health check for cron,
+    launchd and humans.
+    """
+    report = lake_status(_settings())
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(render_status_table(report))
+    sys.exit(report.exit_code)
+# --- end tslake status ----------------------------------------------------------------------
 
 
 @cli.command()

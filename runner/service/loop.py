@@ -23,6 +23,7 @@ from types import FrameType
 
 from runner.config import Settings
 from runner.core import manifest
+from runner.service import logs
 from runner.service.health import ServiceHealth, ServiceMetrics, TickOutcome, serve
 
 log = logging.getLogger("tslake.service")
@@ -76,7 +77,7 @@ class ReplicationService:
             child = subprocess.run(command, capture_output=True, text=True,
                                    timeout=self.tick_timeout, start_new_session=True)
             ok, stdout, stderr = child.returncode == 0, child.stdout, child.stderr
-            sys.stderr.write(stderr)  # the child's own log lines, already one per event
+            logs.relay_child_output(stderr)  # one JSON event per line off a TTY
         except subprocess.TimeoutExpired:
             ok, stdout, stderr = False, "", f"tick killed after {self.tick_timeout:g} s"
         outcome = TickOutcome(started_at=started, finished_at=time.time(), ok=ok)
@@ -101,6 +102,7 @@ class ReplicationService:
                 self.health.consecutive_failures += 1
         self.metrics.record(outcome)
         self._read_watermarks()
+        self.health.remember(outcome)
         duration = outcome.finished_at - outcome.started_at
         if outcome.ok:
             log.info("tick ok: %d rows in %d files (%.1f s)", outcome.rows, outcome.files,
