@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_service import Writer, get, health, service, wait_for  # noqa: F401 (a fixture)
 
 from conftest import Lake, SourceDb
 from runner.dev import synthetic
 from runner.service import charts
-from test_service import Writer, get, health, service, wait_for  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_the_harness_sees_console_errors_and_outside_requests(tmp_path: Path):
     assert "http://assets.example.invalid/logo.png" in seen["requested"]
 
 
-def test_status_page_in_a_real_browser(lake: Lake, source_db: SourceDb, service: Any,
+def test_status_page_in_a_real_browser(lake: Lake, source_db: SourceDb, service: Any,  # noqa: F811
                                        tmp_path: Path):
     with source_db.connect() as conn:
         synthetic.fill_uniform(conn, sensors=6, days=3, cadence_seconds=600)
