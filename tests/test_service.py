@@ -148,6 +148,7 @@ def test_service_survives_postgres_going_away(tmp_path: Path, service: Any, lake
                             "failed ticks while Postgres is down")
         assert degraded["status"] in ("degraded", "stale")
         assert "cannot connect to Postgres" in degraded["last_tick"]["error"]
+        assert isinstance(degraded["next_tick_in_seconds"], float)  # numeric in backoff
         held = lake.dataset()["computed_through_ts"]
         devdb.start(pgdata, database="survivor")
         wait_for(lambda: health(port)["status"] == "ok", 120, "recovery after the restart")
@@ -156,6 +157,10 @@ def test_service_survives_postgres_going_away(tmp_path: Path, service: Any, lake
     assert writer.errors > 0  # the writer really saw Postgres down
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
+    _, stderr = process.communicate()
+    events = [json.loads(line) for line in stderr.splitlines()]  # every line, errors too
+    failed = [e for e in events if e["msg"].startswith("tick failed")]
+    assert failed and not any(e["msg"].startswith("tslake: error") for e in events)
     watermark = lake.dataset()["computed_through_ts"]
     assert lake.rows(newest=True) == source_rows(db, "inserted_at <= %s", (watermark,))
     devdb.stop(pgdata)
