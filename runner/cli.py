@@ -229,7 +229,10 @@ def status(as_json: bool) -> None:
               help="Write the SQL to this file instead of stdout.")
 @click.option("--no-fresh", is_flag=True,
               help="Leave out the *_fresh views (which need Postgres attached as `pg`).")
-def views(out: Path | None, no_fresh: bool) -> None:
+@click.option("--no-attach", is_flag=True,
+              help="Do not install the postgres extension nor attach Postgres as `pg` in the "
+                   "file: the session does it itself.")
+def views(out: Path | None, no_fresh: bool, no_attach: bool) -> None:
     """Print DuckDB views over exactly the committed files: `metrics` (newest version per
     key, hot and cold) and `metrics_fresh` (plus Postgres rows past the watermark).
 
@@ -240,7 +243,7 @@ def views(out: Path | None, no_fresh: bool) -> None:
     document = load_manifest(settings.manifest_path)
     if document is None:
         raise ConfigError(f"no lake at {settings.hot_path}: run `tslake tick` first")
-    sql = render_views_sql(settings, document, fresh=not no_fresh)
+    sql = render_views_sql(settings, document, fresh=not no_fresh, attach=not no_attach)
     if out is None:
         click.echo(sql)
     else:

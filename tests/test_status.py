@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +30,8 @@ def failed_tick(error: str) -> tick_history.TickRecord:
 
 
 @pytest.mark.integration
-def test_status_table_json_exit_codes_and_inspect_date(lake: Lake, source_db: SourceDb):
+def test_status_table_json_exit_codes_inspect_date_and_views(lake: Lake, source_db: SourceDb,
+                                                             tmp_path: Path):
     empty = lake.run("tslake", "status", check=False)
     assert empty.returncode == 5 and "no lake at" in empty.stdout
 
@@ -66,6 +69,22 @@ def test_status_table_json_exit_codes_and_inspect_date(lake: Lake, source_db: So
     assert list(inspected["datasets"]["metrics/v1"]["partitions"]) == [days[0]]
     bad = lake.run("tslake", "inspect", "--date", "2026-02-30", check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+    # The views file runs as is in a brand-new DuckDB with an empty extension directory:
+    # it installs the extension from the wheel and attaches Postgres from PG* variables.
+    views = tmp_path / "views.sql"
+    lake.run("tslake", "views", "--out", str(views))
+    fresh_shell = ("import duckdb, sys; conn = duckdb.connect(config={'extension_directory': "
+                   "sys.argv[2]}); conn.execute(open(sys.argv[1]).read()); "
+                   "print(conn.execute('select count(*) from metrics_fresh').fetchone()[0])")
+    (tmp_path / "no-extensions").mkdir()
+    shell = subprocess.run([sys.executable, "-c", fresh_shell, str(views),
+                            str(tmp_path / "no-extensions")], env=lake.env,
+                           capture_output=True, text=True, timeout=120)
+    assert shell.returncode == 0, shell.stderr
+    assert int(shell.stdout.split()[-1]) == len(source_db.execute("select 1 from metrics"))
+    bare = lake.run("tslake", "views", "--no-attach").stdout
+    assert "ATTACH IF NOT EXISTS" not in bare and "INSTALL" not in bare
 
 
 @pytest.mark.unit
