@@ -142,7 +142,12 @@ def compact(dataset: str | None, day: str | None) -> None:
     and are deleted after it. (After a tick, `dbt run` compacts only shard-days with more
     than TSLAKE_COMPACT_MIN_FILES files.) Prints what was compacted as JSON.
     """
-    _print_json(compact_lake(_settings(), dataset=dataset, date=day))
+    with progress.condensed("compact") as condenser:
+        report = compact_lake(_settings(), dataset=dataset, date=day)
+    condenser.done(", ".join(f"{name} {item['shard_days']} shard-day(s), {item['files_in']} "
+                             f"files into {item['shard_days']}" for name, item in report.items())
+                   or "nothing to compact")
+    _print_json(report)
 
 
 @cli.command()
@@ -288,7 +293,10 @@ def retention(dataset: str | None) -> None:
 
     Prints what moved as JSON.
     """
-    _print_json(run_retention(_settings(), dataset))
+    with progress.condensed("retention") as condenser:
+        report = run_retention(_settings(), dataset)
+    condenser.done(f"{len(report)} dataset(s) checked")
+    _print_json(report)
 
 
 @cli.command()
@@ -304,7 +312,10 @@ def repair(start: datetime, end: datetime, dataset: str | None) -> None:
     Prints the repaired days as JSON.
     """
     lo, hi = parse_window(start, end)
-    _print_json(run_repair(_settings(), lo, hi, dataset))
+    with progress.condensed("repair") as condenser:
+        report = run_repair(_settings(), lo, hi, dataset)
+    condenser.done(f"days of [{lo}, {hi}) re-exported")
+    _print_json(report)
 
 
 @cli.command()
@@ -346,8 +357,11 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
     sensors = parse_sensor_ids(sensor_ids) if sensor_ids else None
     settings = _settings()
     _covered(settings, dataset)
-    report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors, sample=sample,
-                        seed=seed)
+    with progress.condensed("parity") as condenser:
+        report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors,
+                            sample=sample, seed=seed)
+    condenser.done(f"{report['verdict']}: {report['totals']['differing_groups']} of "
+                   f"{report['totals']['groups']} groups differ")
     for warning in report["warnings"]:
         log.warning("%s", warning)
     output = parity_report.summary(report)

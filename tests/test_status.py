@@ -86,6 +86,13 @@ def test_status_table_json_exit_codes_inspect_date_and_views(lake: Lake, source_
     bare = lake.run("tslake", "views", "--no-attach").stdout
     assert "ATTACH IF NOT EXISTS" not in bare and "INSTALL" not in bare
 
+    # One summary line per command off a terminal, in the format asked for.
+    compact = lake.run("tslake", "--log-format", "json", "compact", "--date", days[0])
+    (line,) = compact.stderr.splitlines()
+    assert json.loads(line)["msg"].startswith("compact: metrics/v1 0 shard-day(s)")
+    text = lake.run("tslake", "--log-format", "text", "compact").stderr.splitlines()
+    assert len(text) == 1 and " tslake: compact: " in text[0]
+
 
 @pytest.mark.unit
 def test_history_is_bounded_and_an_unreadable_file_is_empty(tmp_path: Path):
@@ -157,3 +164,22 @@ def test_compactions_total_counts_new_shard_days_only(tmp_path: Path):
     assert total() == 6
     metrics.refresh_partitions(_with_compaction("run-b", 4))  # nothing new
     assert total() == 6
+
+
+@pytest.mark.unit
+def test_a_long_command_logs_one_summary_line_and_one_prefix(monkeypatch: pytest.MonkeyPatch):
+    captured = io.StringIO()
+    monkeypatch.setattr("sys.stderr", captured)
+    logs.configure(json_lines=True)
+    from runner.ops import progress
+    with progress.condensed("compact", live=False) as condenser:
+        for number in range(1450):
+            logging.getLogger("tslake.compaction").info("tslake: shard-day %d compacted", number)
+        logging.getLogger("tslake.compaction").warning("tslake: one thing to know")
+    condenser.done("1450 shard-day(s)")
+    logging.getLogger().handlers[:] = []
+    events = [json.loads(line) for line in captured.getvalue().splitlines()]
+    assert [e["msg"] for e in events][0] == "one thing to know"  # one prefix: the logger's
+    assert len(events) == 2 and events[1]["msg"].startswith("compact: 1450 shard-day(s) (")
+    assert condenser.steps == 1450
+

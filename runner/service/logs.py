@@ -33,6 +33,8 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = redact(record.getMessage())
+        if record.name.startswith("tslake") and message.startswith("tslake: "):
+            message = message[len("tslake: "):]  # the logger names tslake already: one prefix
         for secret in self.secrets:
             message = message.replace(secret, "***")
         record.msg, record.args = message, None
