@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import plistlib
+import re
 import signal
 import socket
 import subprocess
@@ -211,6 +212,12 @@ def test_launchd_install_dry_run_prints_and_install_writes_units(lake: Lake, tmp
     assert not (tmp_path / "launchd").exists()
     written = lake.run("tslake", "launchd", "install", "--data-root", str(tmp_path))
     assert "systemctl" in written.stdout
+    assert "does not exist: create it" in written.stdout  # no _farmdashboard user here
+    service_mode = lake.run("tslake", "launchd", "install", "--mode", "service", "--user", "root",
+                            "--data-root", str(tmp_path / "svc")).stdout
+    copied = re.search(r"sudo cp (.+?) /etc/systemd/system/", service_mode)
+    assert copied and all(Path(unit).is_file() for unit in copied.group(1).split())
+    assert "enable --now tslake.service" in service_mode and "warning" not in service_mode
     assert plistlib.loads((tmp_path / "launchd/com.tslake.tick.plist").read_bytes())
     timer = (tmp_path / "launchd/tslake-tick.timer").read_text()
     assert "OnUnitActiveSec=60" in timer
