@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
 from runner.postgres.connection import SourceConninfo
 from runner.readers.inspect import inspect_lake
-from runner.readers.output import write_result
+from runner.readers.output import OUTPUT_FORMATS, output_format_for, write_result
 from runner.readers.query import AGGREGATES, series
 from runner.readers.status import lake_status
 from runner.readers.status import render_table as render_status_table
@@ -257,7 +258,7 @@ def views(out: Path | None, no_fresh: bool, no_attach: bool) -> None:
 
 
 @cli.command()
-@click.option("--sensor", "sensors", required=True, metavar="ID[,ID...]",
+@click.option("--sensor", "--sensor-ids", "sensors", required=True, metavar="ID[,ID...]",
               help="Series id(s) of the dataset's series column (sensor_id for metrics/v1, "
                    "series_id for forecast_points/v1), comma-separated.")
 @click.option("--start", type=TIME, required=True,
@@ -265,24 +266,34 @@ def views(out: Path | None, no_fresh: bool, no_attach: bool) -> None:
 @click.option("--end", type=TIME, required=True, help="End, exclusive (RFC 3339 or YYYY-MM-DD).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Downsample into buckets like 30s, 5m, 1h, 1d.")
-@click.option("--agg", default="avg", show_default=True, type=click.Choice(sorted(AGGREGATES)),
-              help="Aggregate per bucket (with --bucket).")
-@click.option("--format", "output_format", default="table", show_default=True,
-              type=click.Choice(["table", "csv", "json", "parquet"]), help="Output format.")
+@click.option("--agg", default=None, type=click.Choice(sorted(AGGREGATES)),
+              help="Aggregate per bucket (needs --bucket; default avg).")
+@click.option("--format", "output_format", default=None,
+              type=click.Choice(OUTPUT_FORMATS),
+              help="Output format; default: --out's extension (.csv, .json, .parquet), else "
+                   "table.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write to this file (required for parquet).")
 @click.option("--dataset", default="metrics/v1", show_default=True, help="Dataset to read.")
-def query(sensors: str, start: datetime, end: datetime, bucket: str | None, agg: str,
-          output_format: str, out: Path | None, dataset: str) -> None:
+def query(sensors: str, start: datetime, end: datetime, bucket: str | None, agg: str | None,
+          output_format: str | None, out: Path | None, dataset: str) -> None:
     """A (downsampled) series from the lake; only the files of those dates and shards are
     opened."""
+    if agg is not None and bucket is None:
+        raise ConfigError(f"--agg {agg} needs --bucket (e.g. --bucket 5m): without it the "
+                          "rows are printed as they are")
+    output_format = output_format_for(output_format, out)
     if output_format == "parquet" and out is None:
         raise ConfigError("--format parquet needs --out FILE.parquet")
     settings = _settings()
     _covered(settings, dataset)
     relation = series(settings, dataset=dataset, sensors=sensors.split(","),
-                      start=start, end=end, bucket=bucket, agg=agg)
-    write_result(relation, output_format, out)
+                      start=start, end=end, bucket=bucket, agg=agg or "avg")
+    try:
+        write_result(relation, output_format, out)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tslake query ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @cli.command()
@@ -330,10 +341,11 @@ def repair(start: datetime, end: datetime, dataset: str | None) -> None:
               help="Compare N series (sensors) drawn at random from those in the window.")
 @click.option("--seed", type=WholeNumber(min=0), metavar="S", default=None,
               help="Seed for --sample, to repeat a draw (the report names the one used).")
-@click.option("--sensor-ids", "sensor_ids", metavar="A,B", multiple=True,
+@click.option("--sensor-ids", "--sensor", "sensor_ids", metavar="A,B", multiple=True,
               help="Compare only these series ids (sensors for metrics/v1; comma-separated; "
                    "repeatable).")
-@click.option("--report", "report_path", metavar="FILE.md", type=click.Path(path_type=Path),
+@click.option("--report", "--out", "report_path", metavar="FILE.md",
+              type=click.Path(path_type=Path),
               default=None, help="Write a Markdown report there and FILE.json beside it.")
 @click.option("--fail-on-mismatch", is_flag=True,
               help="Exit 3 when anything differs (default: report it and exit 0).")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Lake, SourceDb
+from conftest import BIN, Lake, SourceDb
 from runner.config import Settings
 from runner.core import manifest
 from runner.dev import synthetic
@@ -85,6 +85,18 @@ def test_status_table_json_exit_codes_inspect_date_and_views(lake: Lake, source_
     assert int(shell.stdout.split()[-1]) == len(source_db.execute("select 1 from metrics"))
     bare = lake.run("tslake", "views", "--no-attach").stdout
     assert "ATTACH IF NOT EXISTS" not in bare and "INSTALL" not in bare
+
+    # query: buckets start at --start, a closed pipe is no error.
+    start = f"{days[-1]}T06:30:00Z"
+    buckets = json.loads(lake.run("tslake", "query", "--sensor-ids", "s0000", "--start", start,
+                                  "--end", f"{days[-1]}T23:00:00Z", "--bucket", "1d",
+                                  "--format", "json").stdout)
+    assert buckets and buckets[0]["bucket_start"].startswith(f"{days[-1]}T06:30:00")
+    piped = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -n 1', "_",
+                            str(BIN / "tslake"), "query", "--sensor", "s0000", "--start",
+                            days[0], "--end", days[-1]], env=lake.env, capture_output=True,
+                           text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr
 
     # One summary line per command off a terminal, in the format asked for.
     compact = lake.run("tslake", "--log-format", "json", "compact", "--date", days[0])
@@ -182,4 +194,20 @@ def test_a_long_command_logs_one_summary_line_and_one_prefix(monkeypatch: pytest
     assert [e["msg"] for e in events][0] == "one thing to know"  # one prefix: the logger's
     assert len(events) == 2 and events[1]["msg"].startswith("compact: 1450 shard-day(s) (")
     assert condenser.steps == 1450
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("args, words", [
+    (["--agg", "max"], "--agg max needs --bucket"),
+    (["--format", "csv", "--out", "series.parquet"], "--format csv contradicts --out"),
+    (["--quiet", "--verbose"], "cannot be combined"),
+])
+def test_contradicting_options_are_one_line_errors(args: list[str], words: str):
+    query = ["query", "--sensor", "a", "--start", "2026-01-01", "--end", "2026-01-02"]
+    argv = args if args[0] == "--quiet" else [*query, *args]
+    result = subprocess.run([str(BIN / "tslake"), *argv, *(query if args[0] == "--quiet" else [])],
+                            capture_output=True, text=True, timeout=60,
+                            env={"TSLAKE_DATA_ROOT": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
