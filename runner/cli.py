@@ -376,6 +376,7 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
                    f"{report['totals']['groups']} groups differ")
     for warning in report["warnings"]:
         log.warning("%s", warning)
+    parity_report.remember(settings, report)
     output = parity_report.summary(report)
     if report_path is not None:
         written = parity_report.write_report(report, report_path)

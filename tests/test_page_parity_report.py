@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from runner.config import Settings
 from runner.ops import parity_report
+from runner.readers.status import lake_status
+from runner.service import page
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +63,16 @@ def test_past_the_table_limit_the_report_says_how_many_more(tmp_path: Path):
     text = markdown.read_text()
     assert text.count("| differs |") == parity_report.MAX_TABLE_ROWS
     assert f"... and {560 - parity_report.MAX_TABLE_ROWS} more differing groups" in text
+
+
+def test_the_last_verdict_is_kept_for_the_status_page_and_tslake_status(tmp_path: Path):
+    settings = Settings.from_env({"TSLAKE_DATA_ROOT": str(tmp_path)})
+    settings.state_dir.mkdir(parents=True)
+    parity_report.remember(settings, report_of(3, 2, {("2026-01-02", 1)}))
+    report = lake_status(settings)
+    (item,) = report.datasets
+    assert item.last_parity is not None and item.last_parity["differing_days"] == ["2026-01-02"]
+    assert report.to_json()["datasets"]["metrics/v1"]["last_parity"]["verdict"] == "mismatch"
+    html = page.render(report)
+    assert "last parity mismatch at 2026-03-01T00:00:00Z (all, 1 of 6 groups differ on " \
+           "2026-01-02)" in html

@@ -8,11 +8,13 @@ silently: past MAX_TABLE_ROWS a table ends with how many more rows the JSON hold
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from runner.config import Settings
 from runner.core.durable import write_json_atomic
 from runner.core.manifest import parse_rfc3339
 from runner.service import charts
@@ -63,6 +65,33 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                               "lake_rows", "time_ranges")} for d in report["differences"]]
     short["repair"] = repair_hint(report)
     return short
+
+
+LAST_RESULTS_FILE = "parity-last.json"
+
+
+def remember(settings: Settings, report: dict[str, Any]) -> None:
+    """Keep each dataset's latest verdict in `_state/parity-last.json` for the status page
+    and `tslake status` (a convenience: a failure to write it is ignored)."""
+    path = settings.state_dir / LAST_RESULTS_FILE
+    results = last_results(settings)
+    results[report["dataset"]] = {
+        "verdict": report["verdict"], "generated_at": report["generated_at"],
+        "mode": report["mode"], "groups": report["totals"]["groups"],
+        "differing_groups": report["totals"]["differing_groups"],
+        "differing_days": sorted({g["date"] for g in report.get("groups", [])
+                                  if g["status"] != "match"})}
+    if settings.state_dir.is_dir():
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, results)
+
+
+def last_results(settings: Settings) -> dict[str, Any]:
+    try:
+        results = json.loads((settings.state_dir / LAST_RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
 
 
 def write_report(report: dict[str, Any], path: Path) -> tuple[Path, Path]:

@@ -16,6 +16,7 @@ from typing import Any
 from runner.config import Settings
 from runner.core import manifest
 from runner.core.manifest import DatasetState
+from runner.ops import parity_report
 from runner.service import history as tick_history
 from runner.service.history import TickHistory, TickRecord
 
@@ -42,6 +43,7 @@ class DatasetStatus:
     bytes: int
     last_compaction_at: str | None
     state: DatasetState | None = None  # the manifest's section, for the page's charts
+    last_parity: dict[str, Any] | None = None  # the latest `tslake parity` verdict
 
 
 @dataclass
@@ -69,6 +71,7 @@ class LakeStatus:
                 "lag_seconds": None if d.lag_seconds is None else round(d.lag_seconds, 3),
                 "hot_days": d.hot_days, "cold_days": d.cold_days, "files": d.files,
                 "rows": d.rows, "bytes": d.bytes, "last_compaction_at": d.last_compaction_at,
+                "last_parity": d.last_parity,
             } for d in self.datasets},
         }
 
@@ -95,9 +98,11 @@ def lake_status(settings: Settings, *, history: TickHistory | None = None,
         stale = True
     entries = document.datasets if document else {}
     names = sorted(set(settings.datasets) | set(entries))
+    parities = parity_report.last_results(settings)
     for name in names:
         entry = entries.get(name)
         item = _dataset_status(name, entry, now)
+        item.last_parity = parities.get(name)
         report.datasets.append(item)
         if document is None:
             continue

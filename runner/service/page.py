@@ -77,7 +77,8 @@ def _dataset_section(item: DatasetStatus, report: LakeStatus) -> str:
             f"</b></span><span>lag <b>{escape(lag)}</b></span>"
             f"<span>{item.hot_days} hot / {item.cold_days} cold days</span>"
             f"<span>{item.files:,} files, {item.rows:,} rows, {_bytes(item.bytes)}</span>"
-            f"<span>last compaction {escape(item.last_compaction_at or 'never')}</span></p>")
+            f"<span>last compaction {escape(item.last_compaction_at or 'never')}</span>"
+            f"<span>last parity {escape(_parity_text(item.last_parity))}</span></p>")
     points = [(manifest.parse_rfc3339(t.started_at).timestamp() + t.duration_seconds,
                lag_value) for t in report.ticks
               if (lag_value := t.lag_seconds.get(item.name)) is not None]
@@ -92,6 +93,17 @@ def _dataset_section(item: DatasetStatus, report: LakeStatus) -> str:
     if item.state is not None and partitions:
         charts_html.append(_shard_map(item))
     return head + '<div class="charts">' + "".join(charts_html) + "</div></section>"
+
+
+def _parity_text(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "never run"
+    text = f"{result['verdict']} at {result['generated_at']} ({result['mode']}"
+    if result.get("differing_groups"):
+        days = result.get("differing_days") or []
+        text += f", {result['differing_groups']} of {result['groups']} groups differ"
+        text += f" on {', '.join(days[:3])}{' ...' if len(days) > 3 else ''}" if days else ""
+    return text + ")"
 
 
 def _shard_map(item: DatasetStatus) -> str:
