@@ -69,19 +69,24 @@ def _last_runs(settings: Settings, names: list[str]) -> dict[str, Any]:
     return {name: entries[name].last_run for name in names if name in entries}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.version_option(__version__, prog_name="tslake")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail too.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
               help="Log lines on stderr as JSON or text; default: JSON unless stderr is a "
                    "terminal.")
-def cli(quiet: bool, verbose: bool, log_format: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: bool, log_format: str | None) -> None:
     """Keep a Parquet analysis lake in step with a Postgres time-series table.
 
     Settings come from the environment (TSLAKE_DATA_ROOT, TSLAKE_HOT_PATH, ...; libpq's PG*
     variables or TSLAKE_PG_DSN for Postgres). See README.md.
     """
+    if ctx.invoked_subcommand is None:  # plain `tslake`: the help, on stdout, exit 0
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose cannot be combined: choose one")
     logs.adjust(level=logging.WARNING if quiet else logging.DEBUG if verbose else None,

@@ -211,3 +211,10 @@ def test_contradicting_options_are_one_line_errors(args: list[str], words: str):
     assert result.returncode == 2 and words in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
+
+
+@pytest.mark.unit
+def test_tslake_alone_prints_its_help_on_stdout_and_exits_0():
+    result = subprocess.run([str(BIN / "tslake")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("Usage: tslake") and "status" in result.stdout
