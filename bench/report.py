@@ -13,6 +13,7 @@ import psutil
 
 from bench.dataset import Table
 from bench.measure import Backfill, Copy, Tick, median
+from runner.config import PROJECT_ROOT
 
 
 @dataclass
@@ -202,3 +203,18 @@ def render(report: Report) -> str:
     lines += ["", "Design notes and the measurements behind the choices: "
               "[docs/ARCHITECTURE.md](docs/ARCHITECTURE.md#backfill).", ""]
     return "\n".join(lines)
+
+
+def write_marked_section(name: str, section_lines: list[str]) -> None:
+    """Put `section_lines` into BENCHMARKS.md between `<!-- name -->` and `<!-- /name -->`
+    (replacing what a previous run wrote there, else appended)."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    section = "\n".join([start, *section_lines, end])
+    path = PROJECT_ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text:
+        before, _, rest = text.partition(start)
+        text = before + section + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
