@@ -23,8 +23,8 @@ demo: install  ## embedded Postgres + synthetic metrics -> backfill, tick, inspe
 system-deps:  ## the Debian packages the tests need (.ci/system-packages), when missing
 	bash .ci/system-deps
 
-test: install system-deps  ## the whole suite (unit + integration against a real Postgres)
-	$(BIN)/pytest
+test: install system-deps  ## the whole suite (unit + integration against a real Postgres), 2 workers
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
@@ -33,6 +33,7 @@ bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS,
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parity
 	$(BIN)/python -m bench.readers
+	$(BIN)/python -m bench.service
 	$(BIN)/python -m bench.s3
 
 lint: install  ## ruff and mypy on runner/, tests/ and bench/

@@ -31,16 +31,16 @@ from typing import Any
 from runner.config import Settings
 from runner.core import manifest, tiers
 from runner.core.datasets import DatasetSpec
-from runner.core.durable import durable_rename, fsync_path, write_json_atomic
+from runner.core.durable import durable_rename, fsync_path, makedirs_durable, write_json_atomic
 from runner.core.failpoints import failpoint
 from runner.core.lock import acquire, lake_lock
 from runner.core.manifest import FILE_KINDS, Manifest
+from runner.core.roots import dataset_root
 from runner.errors import ManifestError, PublishError, TslakeError
 from runner.readers import views
 
 log = logging.getLogger("tslake.publish")
 
-DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[a-z0-9_]+)*$")
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
@@ -53,17 +53,6 @@ class StagedFile:
     shard: int
     rows: int
     path: str
-
-
-def dataset_root(settings: Settings, dataset: str, location: str = "hot") -> Path:
-    if not DATASET_NAME.match(dataset):
-        raise PublishError(f"dataset name {dataset!r} is not like 'metrics/v1' "
-                           "(lowercase words separated by '/'): fix the model's meta.dataset")
-    base = settings.hot_path if location == "hot" else settings.cold_path
-    if base is None:
-        raise PublishError(f"dataset {dataset} has partitions in the cold tier but "
-                           "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
-    return base / dataset
 
 
 def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> Path:
@@ -166,7 +155,7 @@ def prepare_partitions(settings: Settings, dataset: str,
         if not _DATE.match(date) or not 0 <= shard < settings.shards:
             raise PublishError(f"partition date={date} shard={shard} is not valid for "
                                f"{dataset} ({settings.shards} shards)")
-        (root / f"date={date}" / f"shard={shard:02d}").mkdir(parents=True, exist_ok=True)
+        makedirs_durable(root / f"date={date}" / f"shard={shard:02d}")
 
 
 def publish_segments(settings: Settings, document: Manifest, dataset: str, *, run_id: str,

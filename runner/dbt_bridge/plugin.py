@@ -18,15 +18,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
+from dbt_common.exceptions import DbtBaseException
 from duckdb import DuckDBPyConnection
 
 from runner.config import Settings
 from runner.core import datasets, manifest, publish
 from runner.core.manifest import Manifest
-from runner.errors import ConfigError, PublishError, TslakeError
+from runner.errors import ConfigError, PublishError, TslakeError, describe_os_error
 from runner.ops import backfill, compaction, export, retention
+from runner.postgres import standby
 from runner.postgres.connection import SourceConninfo, configure_database, configure_session
 from runner.postgres.schema import source_columns
 
@@ -55,7 +58,9 @@ class Plugin(BasePlugin):
             configure_database(conn, self.settings, SourceConninfo())
         except TslakeError as error:
             _remember(error)
-            raise
+            # A dbt exception, not ours: dbt prints its text as one line ("Encountered an
+            # error:") where for any other exception it adds a 90-line traceback.
+            raise DbtBaseException(f"tslake: {error}") from error
         configure_session(conn, self.settings)
         self._conn = conn
 
@@ -71,7 +76,13 @@ class Plugin(BasePlugin):
         if action not in steps:
             raise PublishError(f"unknown lake action {action!r}; expected one of {sorted(steps)}")
         try:
-            steps[action](**request)
+            try:
+                steps[action](**request)
+            except OSError as error:  # a read-only directory, a full disk: exit 74, its path
+                raise PublishError(describe_os_error(error)) from error
+            except duckdb.IOException as error:
+                raise PublishError(f"I/O error: {' '.join(str(error).split())}: check that "
+                                   "path and run again") from error
         except TslakeError as error:
             _remember(error)
             # dbt prints the exception text; keep it the same one line the CLI prints.
@@ -84,6 +95,11 @@ class Plugin(BasePlugin):
         if dataset not in self.settings.datasets:
             log.info("tslake: %s: skipped (not in TSLAKE_DATASETS)", dataset)
             return
+        if mode == "backfill" and (backfill_days is None
+                                   or not 1 <= backfill_days <= backfill.MAX_BACKFILL_DAYS):
+            raise ConfigError(f"backfill_days {backfill_days!r} is not a whole number from 1 "
+                              f"to {backfill.MAX_BACKFILL_DAYS}: give the days to backfill, "
+                              "like --vars '{backfill_days: 90}'")
         conn = self._connection().cursor()
         try:
             configure_session(conn, self.settings)
@@ -95,11 +111,10 @@ class Plugin(BasePlugin):
                                           document=self._document)
             self._document = document
             if mode == "backfill":
-                if backfill_days is None:
-                    raise ConfigError("backfill_days must be a whole number of days >= 1")
+                assert backfill_days is not None
                 backfill.run_backfill(self.settings, conn, document, spec, model_sql, run_id,
                                       days=backfill_days, replace_existing=replace_existing,
-                                      stable=export.stable_watermark(conn))
+                                      stable=export.backfill_watermark(self.settings, conn))
             elif mode == "repair":
                 export.repair(self.settings, conn, document, spec, model_sql, run_id,
                               list(repair_dates or []))
@@ -116,6 +131,8 @@ class Plugin(BasePlugin):
         """Every enabled dataset's source against its declaration and what its lake was
         read from, before the run's first write: one that is missing or drifted stops the
         run with nothing written. Returns the manifest it read, for the first write."""
+        # A hot standby without its primary (TSLAKE_PRIMARY_DSN) is refused here, first.
+        standby.require_primary_for_standby(self.settings, conn)
         document = manifest.load(self.settings.manifest_path)
         found = {}
         for spec in datasets.enabled(self.settings.datasets):

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 import duckdb
 
 from runner.config import Settings
-from runner.core import datasets, tiers
+from runner.core import datasets, roots, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path
 from runner.core.manifest import DatasetState, Manifest
@@ -104,12 +104,13 @@ def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
     """Absolute paths of the committed files of the shard-days `keep(date, shard)` accepts:
     (shard-days with one file, shard-days with more; only the latter need dedupe)."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    containment = roots.Containment(settings.manifest_path)
     for date, partition, file in entry.files_of():
         if not keep(date, file.shard):
             continue
         # A cold tier that is unset or not mounted: ColdTierUnavailableError, naming it.
-        groups[(date, file.shard)].append(
-            tiers.file_location(settings, dataset, partition.location, file.path))
+        groups[(date, file.shard)].append(roots.file_location(
+            settings, dataset, partition.location, file.path, containment))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
