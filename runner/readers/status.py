@@ -2,7 +2,8 @@
 what `tslake status` prints and what the status page (`GET /`) leads with.
 
 One verdict for the whole lake: `ok` (every dataset's watermark is fresh and the last
-recorded tick succeeded), `degraded` (fresh, but the last tick failed), `stale` (a
+recorded tick succeeded), `degraded` (fresh, but the last tick failed or held a
+watermark), `stale` (a
 watermark older than the stale bound, or nothing committed yet). Each problem is a
 sentence an operator can act on.
 """
@@ -116,6 +117,11 @@ def lake_status(settings: Settings, *, history: TickHistory | None = None,
                 f"{name}: stale: the watermark {item.watermark} is "
                 f"{duration_text(item.lag_seconds)} old (stale after {duration_text(bound)})"
                 + _held_reason(entry))
+        held = (entry.last_run or {}).get("held") if entry else None
+        if isinstance(held, dict):  # a standby behind, a clock behind, a prepared xact
+            degraded = True
+            report.problems.append(f"{name}: the last tick held the watermark "
+                                   f"({held.get('reason')}): {held.get('message')}")
     if failures:
         degraded = True
         last = history.ticks[-1]
