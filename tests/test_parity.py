@@ -160,6 +160,13 @@ def test_parity_names_the_sensor_and_day_and_repair_clears_it(filled: Lake, sour
         assert difference["time_ranges"][0]["from"] == f"{day}T10:00:00Z"
         examples = json.loads(report.with_suffix(".json").read_text())["differences"][0]
         assert examples["examples"][0]["ts"].startswith(f"{day}T10:")
+        example = examples["examples"][0]
+        if corrupt is change_a_value:  # both rows shown, the lake's value 0.001 behind
+            assert example["postgres"].startswith("value=") and "quality=" in example["lake"]
+            assert example["postgres"] != example["lake"]
+            assert "Postgres: `value=" in text and ", lake: `value=" in text
+        if corrupt is delete_a_row:
+            assert example["postgres"] is None and example["lake"].startswith("value=")
     if run_dbt_test:
         result = lake.run("dbt", "test", check=False)
         assert result.returncode != 0 and "FAIL" in result.stdout

@@ -156,7 +156,8 @@ def test_markdown_report_escapes_sensor_ids_and_names_the_repair():
                   "source_max_ts": None, "lake_max_ts": None,
                   "time_ranges": [{"from": "2026-01-20T10:00:00Z", "to": "2026-01-20T11:00:00Z",
                                    "source_rows": 2, "lake_rows": 1}],
-                  "examples": [{"ts": "2026-01-20T10:15:00Z", "status": "missing_in_lake"}]}
+                  "examples": [{"ts": "2026-01-20T10:15:00Z", "status": "missing_in_lake",
+                                "postgres": "value=21.5, quality=0", "lake": None}]}
     report = {"dataset": "metrics/v1", "source_table": "public.metrics", "mode": "all",
               "generated_at": "x", "seconds": 1.0, "window": {"from": "a", "to": None},
               "watermark": "w", "horizon_start": "h", "warnings": ["careful"], "sensors": None,
@@ -166,7 +167,8 @@ def test_markdown_report_escapes_sensor_ids_and_names_the_repair():
     report["repair"] = parity_report.repair_hint(report)
     text = parity_report.render_markdown(report)
     assert "### `a\\|b\\nc` on 2026-01-20 (shard 03): differs" in text
-    assert "row at 2026-01-20T10:15:00Z: missing_in_lake" in text
+    assert ("row at 2026-01-20T10:15:00Z: missing_in_lake; Postgres: `value=21.5, quality=0`, "
+            "lake: no row") in text
     assert "`tslake repair --start 2026-01-20 --end 2026-01-21`" in text
     assert "> warning: careful" in text
 

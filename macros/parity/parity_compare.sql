@@ -3,9 +3,11 @@
     parity_source_aggregates of the same grain) and say per group: match, missing_in_lake
     (Postgres has rows, the lake none), extra_in_lake, or differs (counts, min/max time or
     checksum disagree). `key_columns` are the key's columns other than series and time,
-    which groups carry as key_<column> at grain row_sensor (none at the other grains).
+    which groups carry as key_<column> at grain row_sensor (none at the other grains);
+    `row_values`: both sides carry row_values (grain row_sensor), passed on as
+    source_values and lake_values.
 -#}
-{% macro parity_compare(lake, source, key_columns=[]) %}
+{% macro parity_compare(lake, source, key_columns=[], row_values=false) %}
     {%- for name in key_columns -%}
         {%- if not modules.re.match('^[a-z_][a-z0-9_]*$', name | string) -%}
             {{ exceptions.raise_compiler_error("parity_compare: key column '" ~ name ~ "' must be a lowercase identifier (letters, digits, _)") }}
@@ -26,6 +28,10 @@
         lake.max_ts as lake_max_ts,
         src.checksum::varchar as source_checksum,
         lake.checksum::varchar as lake_checksum,
+        {%- if row_values %}
+        src.row_values as source_values,
+        lake.row_values as lake_values,
+        {%- endif %}
         case
             when lake.row_count is null then 'missing_in_lake'
             when src.row_count is null then 'extra_in_lake'

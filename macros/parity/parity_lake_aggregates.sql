@@ -69,6 +69,9 @@
             min({{ time }}) as min_ts,
             max({{ time }}) as max_ts,
             sum({{ parity_row_hash_duckdb(declaration) }}) as checksum
+            {%- if grain == 'row_sensor' %},
+            min({{ parity_row_values(declaration) }}) as row_values
+            {%- endif %}
         from kept
         group by {{ range(1, 3 + extra | length) | join(', ') }}
     ),
@@ -87,6 +90,9 @@
         min(min_ts) as min_ts,
         max(max_ts) as max_ts,
         sum(checksum)::hugeint as checksum
+        {%- if grain == 'row_sensor' %},
+        min(row_values) as row_values
+        {%- endif %}
     from placed
     {%- if shard_filter is not none %}
     where shard in ({{ shard_filter | map('int') | join(', ') or 'null' }})

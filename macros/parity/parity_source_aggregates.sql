@@ -34,15 +34,18 @@
                {%- for name in extra %} key_{{ name }},{% endfor %}
                sum(row_count)::bigint as row_count, min(min_ts) as min_ts, max(max_ts) as max_ts,
                sum(checksum)::text as checksum
+               {%- if grain == 'row_sensor' %}, min(row_values) as row_values{% endif %}
         from (
             select bucket, series, {{ shard_expression }} as shard,
                    {%- for name in extra %} key_{{ name }},{% endfor %}
                    row_count, min_ts, max_ts, checksum
+                   {%- if grain == 'row_sensor' %}, row_values{% endif %}
             from (
                 select {{ parity_bucket(grain, time) }} as bucket, {{ series }} as series,
                        {%- for name in extra %} {{ postgres_quote_ident(name) }} as key_{{ name }},{% endfor %}
                        count(*) as row_count, min({{ time }}) as min_ts, max({{ time }}) as max_ts,
                        sum({{ parity_row_hash_postgres(declaration) }}) as checksum
+                       {%- if grain == 'row_sensor' %}, min({{ parity_row_values(declaration) }}) as row_values{% endif %}
                 from {{ postgres_quote_ident(schema) }}.{{ postgres_quote_ident(table) }}
                 where {{ time }} >= '{}'::timestamptz and {{ time }} < '{}'::timestamptz
                   and {{ version }} <= '{}'::timestamptz
@@ -69,5 +72,8 @@
         min_ts::timestamptz as min_ts,
         max_ts::timestamptz as max_ts,
         checksum::hugeint as checksum
+        {%- if grain == 'row_sensor' %},
+        row_values::varchar as row_values
+        {%- endif %}
     from postgres_query('{{ lake_source_catalog() }}', format({{ lake_literal(query) }}, {{ arguments | join(', ') }}))
 {% endmacro %}

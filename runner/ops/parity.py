@@ -167,10 +167,13 @@ def _drill(session: ParitySession, grain: str, level1: list[dict[str, Any]], lo:
 
 def _example(row: dict[str, Any]) -> dict[str, Any]:
     """A differing key: its time (`ts`), its other key columns (`key`, when the key has
-    more than series and time) and what differs."""
+    more than series and time), what differs, and the row on each side (`postgres`,
+    `lake`: its value columns as text, null where that side has no row)."""
     example = {"ts": row["bucket"], "status": row["status"]}
     if row["key"]:
         example["key"] = row["key"]
+    example["postgres"] = row.get("source_values")
+    example["lake"] = row.get("lake_values")
     return example
 
 

@@ -228,7 +228,8 @@ def _difference(d: dict[str, Any]) -> list[str]:
                      f"{span['source_rows']} rows, lake {span['lake_rows']} rows")
     for example in d.get("examples", []):
         key = "".join(f", {name} {value}" for name, value in example.get("key", {}).items())
-        lines.append(f"  - row at {example['ts']}{key}: {example['status']}")
+        lines.append(f"  - row at {example['ts']}{key}: {example['status']}; Postgres: "
+                     f"{_shown(example.get('postgres'))}, lake: {_shown(example.get('lake'))}")
     return [*lines, ""]
 
 
@@ -244,3 +245,8 @@ def _least(a: str | None, b: str | None) -> str | None:
 
 def _most(a: str | None, b: str | None) -> str | None:
     return b if a is None else a if b is None else max(a, b, key=parse_rfc3339)
+
+
+def _shown(values: str | None) -> str:
+    """A side's row in a report line: its value columns, or that it has none."""
+    return "`" + values.replace("`", "'") + "`" if values is not None else "no row"

@@ -202,7 +202,8 @@ class ParitySession:
             raise failure[0]
         extra = self.extra_key if grain == "row_sensor" else []
         compared = sqlmacros.render("parity_compare", lake="select * from parity_lake",
-                                    source="select * from parity_source", key_columns=extra)
+                                    source="select * from parity_source", key_columns=extra,
+                                    row_values=grain == "row_sensor")
         order = ", ".join(["bucket", "shard", "series", *(f'"key_{name}"' for name in extra)])
         rows = _rows(self.conn.execute(f"{compared} order by {order}"))
         for row in rows:
