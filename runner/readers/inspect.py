@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.config import Settings
-from runner.core import manifest
+from runner.core import iceberg, manifest
 from runner.core.manifest import DatasetState, Partition
 from runner.core.publish import dataset_root
 
@@ -44,6 +44,8 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
             "totals": {key: sum(p[key] for p in partitions.values())
                        for key in ("files", "bytes", "rows")},
             "uncommitted_files_on_disk": _uncommitted(settings, name, entry),
+            # SPEC section 9: the current Iceberg metadata file (pyiceberg, iceberg_scan).
+            "iceberg_metadata": iceberg.metadata_location(settings, name),
             "partitions": partitions,
         }
     return report
