@@ -33,6 +33,7 @@ bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS,
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parity
 	$(BIN)/python -m bench.readers
+	$(BIN)/python -m bench.iceberg
 
 lint: install  ## ruff and mypy on runner/, tests/ and bench/
 	$(BIN)/ruff check runner tests bench

@@ -23,11 +23,11 @@ from typing import Any
 import duckdb
 
 from bench import dataset, layout, measure
+from bench.report import write_marked_section
 from runner.config import PROJECT_ROOT, Settings
 from runner.readers.query import series_sql
 
 BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
-MARK_START, MARK_END = "<!-- readers -->", "<!-- /readers -->"
 SENSOR = "s0042"
 
 
@@ -145,7 +145,7 @@ def compare(server: dataset.Server, settings: Settings, runs: int) -> dict[str, 
 
 def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
                   layouts: list[layout.Layout]) -> None:
-    lines = [MARK_START, "## Readers: the lake vs Postgres, same data, same run", "",
+    lines = ["## Readers: the lake vs Postgres, same data, same run", "",
              f"Table: {table.rows:,} rows ({table.sensors} sensors, {table.days:g} days); lake "
              "backfilled with `tslake backfill`; DuckDB attaches `_state/lake.duckdb` and reads "
              f"its `metrics` view, Postgres the table (warm caches); best of {runs}, lake and "
@@ -170,15 +170,8 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
               "query prunes with `shard = lake.metrics_shard($s)` and a `date` range; the last "
               "row runs `tslake query`'s SQL (`runner.readers.query.series_sql`: the files of "
               "those dates and that shard, named from the manifest) on the same connection.", ""]
-    lines += layout.markdown(layouts) + [MARK_END]
-    section = "\n".join(lines)
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if MARK_START in text:
-        before, _, rest = text.partition(MARK_START)
-        text = before + section + rest.partition(MARK_END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    BENCHMARKS.write_text(text)
+    lines += layout.markdown(layouts)
+    write_marked_section(BENCHMARKS, "readers", lines)
 
 
 if __name__ == "__main__":

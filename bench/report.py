@@ -202,3 +202,17 @@ def render(report: Report) -> str:
     lines += ["", "Design notes and the measurements behind the choices: "
               "[docs/ARCHITECTURE.md](docs/ARCHITECTURE.md#backfill).", ""]
     return "\n".join(lines)
+
+
+def write_marked_section(path: Path, name: str, lines: list[str]) -> None:
+    """Put `lines` in `path` between `<!-- name -->` and `<!-- /name -->`, replacing what
+    was there (appended the first time): each bench script owns its section."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    section = "\n".join([start, *lines, end])
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text:
+        before, _, rest = text.partition(start)
+        text = before + section + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)

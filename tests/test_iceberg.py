@@ -122,13 +122,13 @@ def test_a_kill_around_the_refresh_leaves_iceberg_behind_and_the_next_command_ca
         # ...and Iceberg is one generation behind, whole and readable.
         assert iceberg_files(iceberg.metadata_location(lake.settings, "metrics/v1") or "") \
             == before, point
-        lake.run("dbt", "run", env=NO_TRIGGER)  # the next command catches it up
+        # The next command catches it up, even one that commits nothing (nothing is due).
+        generation = lake.manifest()["generation"]
+        lake.run("tslake", "retention")
+        assert lake.manifest()["generation"] == generation, point
         location = iceberg.metadata_location(lake.settings, "metrics/v1") or ""
         assert iceberg_files(location) == sorted(map(str, lake.committed_files())), point
         table = StaticTable.from_metadata(location)
-        generation = lake.manifest()["generation"]
-        assert table.current_snapshot().summary["tslake.manifest-generation"] == \
-            str(generation), point  # type: ignore[union-attr]
         # Leftovers of the killed refresh are gone: each file is named by a kept snapshot.
         metadata = lake.settings.hot_path / "metrics/v1/metadata"
         named = {Path(s.manifest_list).name for s in table.metadata.snapshots}

@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import date as date_type
 from pathlib import Path
@@ -52,7 +51,12 @@ from pyiceberg.manifest import (
 )
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table.metadata import TableMetadata, TableMetadataUtil, new_table_metadata
+from pyiceberg.table.metadata import (
+    TableMetadata,
+    TableMetadataUtil,
+    TableMetadataV2,
+    new_table_metadata,
+)
 from pyiceberg.table.name_mapping import create_mapping_from_schema
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRef, SnapshotRefType
 from pyiceberg.table.snapshots import (
@@ -91,7 +95,8 @@ VERSION_HINT = "version-hint.text"
 _FILES_DIGEST = "tslake.files-sha256"  # snapshot summary: which file set it names
 _GENERATION = "tslake.manifest-generation"
 _METADATA_FILE = re.compile(r"^v([0-9]+)\.metadata\.json$")
-_MANIFEST_FILE = re.compile(r"^m-(?P<date>[0-9-]{10})-(?P<digest>[0-9a-f]{20})-(?P<id>[0-9]+)\.avro$")
+_MANIFEST_FILE = re.compile(
+    r"^m-(?P<date>[0-9-]{10})-(?P<digest>[0-9a-f]{20})-(?P<id>[0-9]+)\.avro$")
 _MANIFEST_LIST = re.compile(r"^snap-(?P<id>[0-9]+)\.avro$")
 _EPOCH = date_type(1970, 1, 1)
 _TYPES: dict[str, IcebergType] = {
@@ -157,16 +162,48 @@ def refresh_dataset(settings: Settings, dataset: str, entry: DatasetState,
     io = PyArrowFileIO()
     if metadata is None:
         metadata = _new_metadata(settings, dataset, entry.declaration, entry.source_columns)
-    schema, spec = metadata.schema(), metadata.spec()
     snapshot_id = secrets.randbits(62) + 1
     sequence = metadata.last_sequence_number + 1
+    manifests = _manifests(directory, io, metadata, current, dates, snapshot_id)
+    list_path = directory / f"snap-{snapshot_id}.avro"
+    with write_manifest_list(format_version=2, output_file=io.new_output(str(list_path)),
+                             snapshot_id=snapshot_id,
+                             parent_snapshot_id=current.snapshot_id if current else None,
+                             sequence_number=sequence, avro_compression="deflate") as lister:
+        lister.add_manifests(manifests)
+    snapshot = Snapshot.model_validate({
+        "snapshot-id": snapshot_id,
+        "parent-snapshot-id": current.snapshot_id if current else None,
+        "sequence-number": sequence, "manifest-list": str(list_path),
+        "schema-id": metadata.current_schema_id,
+        "summary": Summary(operation=Operation.OVERWRITE, **{
+            _FILES_DIGEST: digest, _GENERATION: str(generation),
+            "total-data-files": str(sum(len(day.files) for day in dates)),
+            "total-records": str(sum(rows for day in dates for _, rows, _ in day.files)),
+            "total-delete-files": "0", "total-position-deletes": "0",
+            "total-equality-deletes": "0"})})
+    new_version = (version or 0) + 1
+    updated = _with_snapshot(metadata, snapshot, directory, version)
+    write_json_atomic(directory / f"v{new_version}.metadata.json",
+                      json.loads(updated.model_dump_json()))
+    failpoint("iceberg_before_version_hint")
+    write_bytes_atomic(directory / VERSION_HINT, str(new_version).encode())  # Iceberg's commit
+    _expire(directory, io, updated, new_version)
+    return True
 
+
+def _manifests(directory: Path, io: PyArrowFileIO, metadata: TableMetadataV2,
+               current: Snapshot | None, dates: list[_DateFiles],
+               snapshot_id: int) -> list[ManifestFile]:
+    """One manifest per date: the previous snapshot's when the date's files are the same,
+    else a new one."""
     reusable: dict[str, ManifestFile] = {}
     if current is not None:
         for manifest_file in read_manifest_list(io.new_input(current.manifest_list)):
             match = _MANIFEST_FILE.match(Path(manifest_file.manifest_path).name)
             if match:
                 reusable[f"{match['date']}-{match['digest']}"] = manifest_file
+    schema, spec = metadata.schema(), metadata.spec()
     manifests: list[ManifestFile] = []
     for day in dates:
         reused = reusable.get(f"{day.date}-{day.digest}")
@@ -185,47 +222,30 @@ def refresh_dataset(settings: Settings, dataset: str, entry: DatasetState,
                     record_count=rows, file_size_in_bytes=size, sort_order_id=None,
                     spec_id=spec.spec_id, equality_ids=None, key_metadata=None)))
         manifests.append(writer.to_manifest_file())
-    list_path = directory / f"snap-{snapshot_id}.avro"
-    with write_manifest_list(format_version=2, output_file=io.new_output(str(list_path)),
-                             snapshot_id=snapshot_id,
-                             parent_snapshot_id=current.snapshot_id if current else None,
-                             sequence_number=sequence, avro_compression="deflate") as lister:
-        lister.add_manifests(manifests)
+    return manifests
 
-    now_ms = int(time.time() * 1000)
-    rows = sum(rows for day in dates for _, rows, _ in day.files)
-    files = sum(len(day.files) for day in dates)
-    snapshot = Snapshot(**{
-        "snapshot-id": snapshot_id, "sequence-number": sequence, "timestamp-ms": now_ms,
-        "manifest-list": str(list_path), "schema-id": schema.schema_id,
-        "summary": Summary(operation=Operation.OVERWRITE, **{
-            _FILES_DIGEST: digest, _GENERATION: str(generation),
-            "total-data-files": str(files), "total-records": str(rows),
-            "total-delete-files": "0", "total-position-deletes": "0",
-            "total-equality-deletes": "0"}),
-        **({"parent-snapshot-id": current.snapshot_id} if current else {})})
+
+def _with_snapshot(metadata: TableMetadataV2, snapshot: Snapshot, directory: Path,
+                   version: int | None) -> TableMetadataV2:
+    """`metadata` with `snapshot` current and only the newest KEEP_SNAPSHOTS kept."""
     kept = [*metadata.snapshots, snapshot][-KEEP_SNAPSHOTS:]
     kept_ids = {item.snapshot_id for item in kept}
     history = [*metadata.metadata_log]
     if version is not None:
-        history.append(MetadataLogEntry(**{"metadata-file": str(directory / f"v{version}.metadata.json"),
-                                           "timestamp-ms": metadata.last_updated_ms}))
-    new_version = (version or 0) + 1
-    updated = metadata.model_copy(update={
-        "snapshots": kept, "current_snapshot_id": snapshot_id,
-        "last_sequence_number": sequence, "last_updated_ms": now_ms,
-        "refs": {MAIN_BRANCH: SnapshotRef(**{"snapshot-id": snapshot_id,
-                                            "type": SnapshotRefType.BRANCH})},
-        "snapshot_log": [item for item in [*metadata.snapshot_log, SnapshotLogEntry(
-            **{"snapshot-id": snapshot_id, "timestamp-ms": now_ms})]
-            if item.snapshot_id in kept_ids],
+        history.append(MetadataLogEntry.model_validate({
+            "metadata-file": str(directory / f"v{version}.metadata.json"),
+            "timestamp-ms": metadata.last_updated_ms}))
+    log_entry = SnapshotLogEntry.model_validate({"snapshot-id": snapshot.snapshot_id,
+                                                 "timestamp-ms": snapshot.timestamp_ms})
+    return metadata.model_copy(update={
+        "snapshots": kept, "current_snapshot_id": snapshot.snapshot_id,
+        "last_sequence_number": snapshot.sequence_number,
+        "last_updated_ms": snapshot.timestamp_ms,
+        "refs": {MAIN_BRANCH: SnapshotRef.model_validate({
+            "snapshot-id": snapshot.snapshot_id, "type": SnapshotRefType.BRANCH})},
+        "snapshot_log": [item for item in [*metadata.snapshot_log, log_entry]
+                         if item.snapshot_id in kept_ids],
         "metadata_log": history[-(KEEP_SNAPSHOTS - 1):]})
-    write_json_atomic(directory / f"v{new_version}.metadata.json",
-                      json.loads(updated.model_dump_json()))
-    failpoint("iceberg_before_version_hint")
-    write_bytes_atomic(directory / VERSION_HINT, str(new_version).encode())  # Iceberg's commit
-    _expire(directory, io, updated, new_version)
-    return True
 
 
 def _entry(snapshot_id: int, data_file: DataFile) -> ManifestEntry:
@@ -252,7 +272,7 @@ def _file_location(settings: Settings, dataset: str, location: str, relative: st
 
 
 def _new_metadata(settings: Settings, dataset: str, declaration: Declaration,
-                  source_columns: dict[str, str] | None) -> TableMetadata:
+                  source_columns: dict[str, str] | None) -> TableMetadataV2:
     fields = []
     for number, (column, lake_type) in enumerate(declaration.columns.items(), start=1):
         if lake_type == "int":  # keeps the source's integer type (runner/core/datasets.py)
@@ -270,8 +290,14 @@ def _new_metadata(settings: Settings, dataset: str, declaration: Declaration,
         "write.metadata.previous-versions-max": str(KEEP_SNAPSHOTS - 1),
         "tslake.note": "written by tslake after every commit; do not write to this table",
     }
-    return new_table_metadata(schema, spec, UNSORTED_SORT_ORDER,
-                              str(settings.hot_path / dataset), properties)
+    return _v2(new_table_metadata(schema, spec, UNSORTED_SORT_ORDER,
+                                  str(settings.hot_path / dataset), properties))
+
+
+def _v2(metadata: TableMetadata) -> TableMetadataV2:
+    if not isinstance(metadata, TableMetadataV2):
+        raise ValueError(f"Iceberg format version {metadata.format_version}, not 2")
+    return metadata
 
 
 def _current_version(directory: Path) -> int | None:
@@ -282,11 +308,12 @@ def _current_version(directory: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _read_metadata(directory: Path, version: int) -> TableMetadata | None:
+def _read_metadata(directory: Path, version: int) -> TableMetadataV2 | None:
     """The metadata of `version`; None when it is unreadable (then a fresh table is
     written: the manifest, not this history, is the lake's truth)."""
     try:
-        return TableMetadataUtil.parse_raw((directory / f"v{version}.metadata.json").read_bytes())
+        return _v2(TableMetadataUtil.parse_raw(
+            (directory / f"v{version}.metadata.json").read_text()))
     except (OSError, ValueError) as error:
         log.warning("Iceberg metadata %s/v%d.metadata.json is unreadable (%s): starting a new "
                     "history", directory, version, error)
