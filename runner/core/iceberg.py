@@ -255,20 +255,24 @@ def _entry(snapshot_id: int, data_file: DataFile) -> ManifestEntry:
 
 
 def _date_files(settings: Settings, dataset: str, entry: DatasetState) -> list[_DateFiles]:
+    roots: dict[str, str] = {}  # location -> the tier's dataset root, resolved once
     result = []
     for date, partition in sorted(entry.partitions.items()):
-        files = tuple(sorted((_file_location(settings, dataset, partition.location, file.path),
-                              file.rows, file.bytes) for file in partition.files))
+        if partition.location not in roots:
+            roots[partition.location] = _tier_root(settings, dataset, partition.location)
+        root = roots[partition.location]
+        files = tuple(sorted((f"{root}/{file.path}", file.rows, file.bytes)
+                             for file in partition.files))
         if files:
             result.append(_DateFiles(date=date, files=files))
     return result
 
 
-def _file_location(settings: Settings, dataset: str, location: str, relative: str) -> str:
-    """A committed file's absolute path (or URL) in its tier."""
+def _tier_root(settings: Settings, dataset: str, location: str) -> str:
+    """Where a tier's committed files of `dataset` are: an absolute path (or URL)."""
     if location == "hot":
-        return str(settings.hot_path / dataset / relative)
-    return str(tiers.cold_root(settings, dataset) / relative)
+        return str(settings.hot_path / dataset)
+    return str(tiers.cold_root(settings, dataset))
 
 
 def _new_metadata(settings: Settings, dataset: str, declaration: Declaration,
