@@ -29,10 +29,11 @@ test: install system-deps  ## the whole suite (unit + integration against a real
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
 
-bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity, readers -> BENCHMARKS.md
+bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity, readers, S3-cold query -> BENCHMARKS.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parity
 	$(BIN)/python -m bench.readers
+	$(BIN)/python -m bench.s3
 	$(BIN)/python -m bench.iceberg
 
 lint: install  ## ruff and mypy on runner/, tests/ and bench/

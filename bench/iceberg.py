@@ -23,12 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, measure
-from bench.report import write_marked_section
+from bench import dataset, measure, report
 from runner.config import PROJECT_ROOT, Settings
 from runner.core import iceberg, manifest
 
-BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
 DATASET = "metrics/v1"
 
 
@@ -127,7 +125,7 @@ def write_section(results: dict[str, Any]) -> None:
              "", "A tick touches one or two dates: the refresh writes their manifests, reuses "
              "the other dates' from the previous snapshot, and writes one manifest list and "
              "one metadata file (runner/core/iceberg.py)."]
-    write_marked_section(BENCHMARKS, "iceberg", lines)
+    report.write_marked_section("iceberg", lines)
 
 
 if __name__ == "__main__":

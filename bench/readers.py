@@ -22,12 +22,10 @@ from typing import Any
 
 import duckdb
 
-from bench import dataset, layout, measure
-from bench.report import write_marked_section
+from bench import dataset, layout, measure, report
 from runner.config import PROJECT_ROOT, Settings
 from runner.readers.query import series_sql
 
-BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
 SENSOR = "s0042"
 
 
@@ -171,7 +169,7 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
               "row runs `tslake query`'s SQL (`runner.readers.query.series_sql`: the files of "
               "those dates and that shard, named from the manifest) on the same connection.", ""]
     lines += layout.markdown(layouts)
-    write_marked_section(BENCHMARKS, "readers", lines)
+    report.write_marked_section("readers", lines)
 
 
 if __name__ == "__main__":

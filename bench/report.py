@@ -13,6 +13,7 @@ import psutil
 
 from bench.dataset import Table
 from bench.measure import Backfill, Copy, Tick, median
+from runner.config import PROJECT_ROOT
 
 
 @dataclass
@@ -204,11 +205,12 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_marked_section(path: Path, name: str, lines: list[str]) -> None:
-    """Put `lines` in `path` between `<!-- name -->` and `<!-- /name -->`, replacing what
-    was there (appended the first time): each bench script owns its section."""
+def write_marked_section(name: str, section_lines: list[str]) -> None:
+    """Put `section_lines` into BENCHMARKS.md between `<!-- name -->` and `<!-- /name -->`
+    (replacing what a previous run wrote there, else appended)."""
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    section = "\n".join([start, *lines, end])
+    section = "\n".join([start, *section_lines, end])
+    path = PROJECT_ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if start in text:
         before, _, rest = text.partition(start)

@@ -189,6 +189,9 @@ def inspect(dataset: str | None) -> None:
         report["datasets"] = {name: stats for name, stats in report["datasets"].items()
                               if name in names}
     _print_json(report)
+    for stats in report["datasets"].values():  # exit 0: the report itself is complete
+        if stats.get("cold_unreachable"):
+            click.echo(f"warning: {stats['cold_unreachable']['reason']}", err=True)
 
 
 @cli.command()

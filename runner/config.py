@@ -61,6 +61,13 @@ class Settings:
     threads: int
     backfill_workers: int
     datasets: tuple[str, ...] = ("metrics/v1",)
+    # TSLAKE_COLD_PATH when it is an object-store URL (s3://bucket/prefix); cold_path is
+    # then None. runner/core/tiers.py turns either into the cold tier.
+    cold_url: str | None = None
+
+    @property
+    def has_cold_tier(self) -> bool:
+        return self.cold_path is not None or self.cold_url is not None
 
     @property
     def state_dir(self) -> Path:
@@ -99,6 +106,12 @@ class Settings:
         if not all(datasets) or len(set(datasets)) != len(datasets):
             raise ConfigError(f"TSLAKE_DATASETS={','.join(datasets)!r} must name each dataset "
                               "once, comma-separated, like metrics/v1,forecast_points/v1")
+        cold_url = None
+        if cold is not None and cold.startswith("s3://"):
+            from runner.core.object_store import parse_url  # refuses embedded credentials
+
+            parse_url(cold)
+            cold_url, cold = cold.rstrip("/"), None
         return cls(
             data_root=data_root,
             hot_path=Path(hot).expanduser().absolute() if hot
@@ -127,4 +140,5 @@ class Settings:
             backfill_workers=int(_number(env, ("TSLAKE_BACKFILL_WORKERS",),
                                          (os.cpu_count() or 1) + 1, minimum=1, whole=True)),
             datasets=datasets,
+            cold_url=cold_url,
         )

@@ -45,6 +45,14 @@ class ColdTierError(PublishError):
     copy that does not verify; the partitions involved stay where the manifest says."""
 
 
+class ColdTierUnavailableError(ColdTierError):
+    """The lake has partitions in the cold tier but it cannot be reached: TSLAKE_COLD_PATH
+    is unset, not mounted, or its object-store endpoint does not answer. Nothing is missing:
+    the setting or the mount is what to fix (no repair)."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
 class ParityMismatchError(TslakeError):
     """`tslake parity --fail-on-mismatch` found rows that differ between Postgres and the lake."""
 

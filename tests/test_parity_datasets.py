@@ -22,7 +22,7 @@ import pytest
 from runner.config import PROJECT_ROOT, Settings
 from runner.core import datasets, manifest
 from runner.dbt_bridge import sqlmacros
-from runner.errors import ConfigError, ManifestError
+from runner.errors import ColdTierUnavailableError, ConfigError, ManifestError
 from runner.ops import parity, parity_session
 
 EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
@@ -206,7 +206,9 @@ def test_committed_files_come_from_the_typed_manifest(tmp_path: Path):
         ("2026-01-02", 2, "hot", str(hot / "date=2026-01-02/shard=02/d.parquet"), 1, True)]
 
     without_cold = Settings.from_env({"TSLAKE_DATA_ROOT": str(tmp_path)})
-    with pytest.raises(ConfigError, match="2026-01-01 of forecast_points/v1 is in the cold"):
+    with pytest.raises(ColdTierUnavailableError,
+                       match="forecast_points/v1 has partitions in the cold tier but "
+                             "TSLAKE_COLD_PATH is not set"):
         parity_session.committed_files(without_cold, "forecast_points/v1", entry)
 
     outside = tmp_path / "elsewhere.parquet"

@@ -3,7 +3,8 @@
 `TSLAKE_FAILPOINT=name` makes the process SIGKILL itself when it reaches `failpoint(name)`;
 `TSLAKE_FAILPOINT=name#N` the N-th time it gets there (a backfill commits once per day).
 A real kill at an exact step, which no timing-based kill can hit reliably. Unset, it costs
-one dictionary lookup.
+one dictionary lookup. `name@stop` (also `name#N@stop`) SIGSTOPs the process there instead,
+so a test can change the world at that step (stop the S3 endpoint) and SIGCONT it.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def failpoint(name: str) -> None:
     wanted = os.environ.get("TSLAKE_FAILPOINT")
     if not wanted:
         return
+    wanted, _, action = wanted.partition("@")
     target, _, nth = wanted.partition("#")
     if target != name:
         return
     with _lock:
         _hits[name] = _hits.get(name, 0) + 1
-        if _hits[name] >= int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+        if _hits[name] == int(nth or 1) or (_hits[name] > int(nth or 1) and not action):
+            os.kill(os.getpid(), signal.SIGSTOP if action == "stop" else signal.SIGKILL)

@@ -272,7 +272,7 @@ def _tier_root(settings: Settings, dataset: str, location: str) -> str:
     """Where a tier's committed files of `dataset` are: an absolute path (or URL)."""
     if location == "hot":
         return str(settings.hot_path / dataset)
-    return str(tiers.cold_root(settings, dataset))
+    return tiers.cold_location(settings, dataset)  # a path, or s3://bucket/prefix/<dataset>
 
 
 def _new_metadata(settings: Settings, dataset: str, declaration: Declaration,

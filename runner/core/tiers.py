@@ -15,6 +15,13 @@ anything is written to the cold tier, the dates about to be written are recorded
 `_state/cold-writes.json` (hot side); the record is removed once the write is committed
 and tidied. The next writing command scans only the dates a killed run left recorded
 (`tslake retention` scans the whole cold tier).
+
+The cold tier is a directory (a NAS mount) or, with `TSLAKE_COLD_PATH=s3://bucket/prefix`,
+object storage (runner/core/object_store.py): `cold_tier()` gives either behind one
+interface (`ColdTier`: copy + verify, leftovers of one date, delete), and `cold_location()`
+/ `file_location()` are where readers (views, query, parity, Iceberg) find cold files: an
+absolute path, or an `s3://` URL read in place by DuckDB's httpfs. In object storage, the
+leftovers of the recorded dates are found by listing those dates' prefixes only.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import duckdb
 from runner.config import Settings
 from runner.core import manifest
 from runner.core.durable import durable_rename, fsync_path, write_json_atomic
-from runner.errors import ColdTierError
+from runner.core.object_store import ObjectStore, configure_duckdb, file_sha256
+from runner.errors import ColdTierError, ColdTierUnavailableError
 
 log = logging.getLogger("tslake.tiers")
 
@@ -40,15 +48,127 @@ _CHUNK = 1 << 20
 
 
 def cold_root(settings: Settings, dataset: str) -> Path:
-    """`${cold}/<dataset>`; the cold path itself must exist (a NAS that is not mounted
-    must not silently become a directory on the local disk)."""
+    """`${cold}/<dataset>` of a NAS cold tier; the cold path itself must exist (a NAS that
+    is not mounted must not silently become a directory on the local disk)."""
+    if settings.cold_url is not None:
+        raise ColdTierError(f"the cold tier of {dataset} is object storage ({settings.cold_url}),"
+                            " not a directory: use tiers.cold_location()")
     if settings.cold_path is None:
-        raise ColdTierError(f"dataset {dataset} has partitions in the cold tier but "
-                            "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
+        raise ColdTierUnavailableError(_unset_message(dataset))
     if not settings.cold_path.is_dir():
-        raise ColdTierError(f"TSLAKE_COLD_PATH={settings.cold_path} is not a directory: mount "
-                            "the NAS (or create the directory), then run `tslake retention`")
+        raise ColdTierUnavailableError(
+            f"TSLAKE_COLD_PATH={settings.cold_path} is not a directory (not mounted?): "
+            f"{dataset} has partitions there; mount the NAS (or create the directory), then "
+            "run the command again")
     return settings.cold_path / dataset
+
+
+def _unset_message(dataset: str) -> str:
+    return (f"dataset {dataset} has partitions in the cold tier but TSLAKE_COLD_PATH is not "
+            "set: set it to the cold lake's path or s3:// URL (nothing is missing; no repair "
+            "is needed)")
+
+
+def cold_location(settings: Settings, dataset: str) -> str:
+    """Where readers find `dataset`'s cold files: `${cold}/<dataset>` as an absolute path,
+    or `s3://bucket/prefix/<dataset>`. Unset or unmounted: ColdTierUnavailableError."""
+    if settings.cold_url is not None:
+        return f"{settings.cold_url}/{dataset}"
+    return str(cold_root(settings, dataset))
+
+
+def file_location(settings: Settings, dataset: str, location: str, relative: str) -> str:
+    """The absolute path or URL of a committed file (`location` hot or cold)."""
+    if location == "hot":
+        return str(settings.hot_path / dataset / relative)
+    return f"{cold_location(settings, dataset)}/{relative}"
+
+
+def enable_cold_reads(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Let a DuckDB session read an object-store cold tier in place (httpfs from its wheel,
+    a TEMPORARY secret from the AWS_* variables); nothing to do for a NAS."""
+    if settings.cold_url is not None:
+        configure_duckdb(conn, ObjectStore(settings.cold_url))
+
+
+def cold_status(settings: Settings) -> str | None:
+    """Why the cold tier cannot be read right now (unset, not mounted), or None."""
+    if settings.cold_url is not None:
+        return None
+    if settings.cold_path is None:
+        return "TSLAKE_COLD_PATH is not set"
+    if not settings.cold_path.is_dir():
+        return f"TSLAKE_COLD_PATH={settings.cold_path} is not a directory (not mounted?)"
+    return None
+
+
+class ColdTier:
+    """A NAS cold tier: a directory on another filesystem."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def where(self) -> str:
+        return str(self.settings.cold_path)
+
+    def copy_verified(self, source: Path, dataset: str, relative: str, rows: int) -> None:
+        copy_verified(source, cold_root(self.settings, dataset) / relative, rows)
+
+    def remove_uncommitted(self, dataset: str, date: str | None, committed: set[str]) -> int:
+        """Leftovers of one date (every date with None) that `committed` does not list."""
+        if self.settings.cold_path is None or not self.settings.cold_path.is_dir():
+            return 0
+        return remove_uncommitted(self.settings.cold_path / dataset,
+                                  "date=*" if date is None else f"date={date}", committed)
+
+    def delete(self, dataset: str, relatives: list[str]) -> None:
+        root = cold_root(self.settings, dataset)
+        for relative in relatives:
+            (root / relative).unlink(missing_ok=True)
+        for shard_dir in sorted({(root / relative).parent for relative in relatives}):
+            remove_empty_dirs(shard_dir)
+
+    def close(self) -> None:
+        pass
+
+
+class ObjectStoreTier(ColdTier):
+    """An S3-compatible cold tier: `${cold_url}/<dataset>/date=.../shard=NN/<file>`."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        assert settings.cold_url is not None
+        self.store = ObjectStore(settings.cold_url)
+
+    def where(self) -> str:
+        return self.store.where()
+
+    def copy_verified(self, source: Path, dataset: str, relative: str, rows: int) -> None:
+        self.store.copy_verified(source, f"{dataset}/{relative}", rows)
+
+    def remove_uncommitted(self, dataset: str, date: str | None, committed: set[str]) -> int:
+        if date is None:  # never list the whole bucket: only recorded dates are looked at
+            return 0
+        cut = len(dataset) + 1
+        stray = [name for name in self.store.list_names(f"{dataset}/date={date}/")
+                 if name[cut:] not in committed]
+        self.store.delete(stray)
+        return len(stray)
+
+    def delete(self, dataset: str, relatives: list[str]) -> None:
+        self.store.delete([f"{dataset}/{relative}" for relative in relatives])
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def cold_tier(settings: Settings) -> ColdTier | None:
+    """The configured cold tier, or None without TSLAKE_COLD_PATH."""
+    if settings.cold_url is not None:
+        return ObjectStoreTier(settings)
+    if settings.cold_path is not None:
+        return ColdTier(settings)
+    return None
 
 
 def copy_verified(source: Path, target: Path, rows: int) -> None:
@@ -64,7 +184,7 @@ def copy_verified(source: Path, target: Path, rows: int) -> None:
             writer.flush()
             os.fsync(writer.fileno())
         durable_rename(tmp, target)
-        copied = _sha256(target)
+        copied = file_sha256(target)
     except OSError as error:
         raise ColdTierError(f"cannot copy {source.name} to {target.parent}: {error.strerror}; "
                             "check that the cold path is mounted and writable, then run "
@@ -91,15 +211,19 @@ class ColdPlacement:
     """What a publish into cold partitions leaves to do once its commit is done."""
 
     settings: Settings | None = None
+    tier: ColdTier | None = None
+    dataset: str = ""
     hot_copies: list[Path] = field(default_factory=list)
-    replaced: list[Path] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # cold files the commit replaced
 
     def finish(self) -> None:
-        paths = [*self.hot_copies, *self.replaced]
-        for path in paths:
+        for path in self.hot_copies:
             path.unlink(missing_ok=True)
-        for shard_dir in sorted({path.parent for path in paths}):
+        for shard_dir in sorted({path.parent for path in self.hot_copies}):
             remove_empty_dirs(shard_dir)
+        if self.tier is not None:
+            self.tier.delete(self.dataset, self.replaced)
+            self.tier.close()
         if self.settings is not None:
             clear_cold_writes(self.settings)
 
@@ -117,14 +241,18 @@ def place_cold_files(settings: Settings, dataset: str, entry: manifest.DatasetSt
     touched = cold_dates & ({file["date"] for file in committed} | set(replace_dates))
     if not touched:
         return ColdPlacement()
-    root = cold_root(settings, dataset)
+    tier = cold_tier(settings)
+    if tier is None:
+        raise ColdTierUnavailableError(_unset_message(dataset))
+    if settings.cold_url is None:
+        cold_root(settings, dataset)  # mounted?
     record_cold_writes(settings, dataset, touched)
-    placement = ColdPlacement(settings=settings, replaced=[
-        root / file.path for date in sorted(touched & replace_dates)
+    placement = ColdPlacement(settings=settings, tier=tier, dataset=dataset, replaced=[
+        file.path for date in sorted(touched & replace_dates)
         for file in entry.partitions[date].files])
     for file in committed:
         if file["date"] in cold_dates:
-            copy_verified(hot_root / file["path"], root / file["path"], file["rows"])
+            tier.copy_verified(hot_root / file["path"], dataset, file["path"], file["rows"])
             placement.hot_copies.append(hot_root / file["path"])
     log.info("placed %d file(s) of cold partition(s) %s in the cold tier",
              len(placement.hot_copies), ", ".join(sorted(touched)))
@@ -148,21 +276,32 @@ def clear_cold_writes(settings: Settings) -> None:
 def remove_cold_leftovers(settings: Settings, document: manifest.Manifest, *,
                           everything: bool = False) -> int:
     """Delete cold `*.tmp` files and cold Parquet files the manifest does not list, in the
-    dates a killed run recorded (every date with `everything`). Without a reachable cold
-    path nothing is done and the record is kept for the next command."""
+    dates a killed run recorded (every date with `everything`, on a NAS). Without a
+    reachable cold tier nothing is done and the record is kept for the next command."""
     pending = _cold_writes(settings)
-    if pending is None:  # unreadable: look everywhere
+    if pending is None:  # unreadable: look everywhere (in object storage: every known date)
         pending, everything = {}, True
-    if not (pending or everything) or settings.cold_path is None \
-            or not settings.cold_path.is_dir():
+    tier = cold_tier(settings)
+    if not (pending or everything) or tier is None or (
+            settings.cold_path is not None and not settings.cold_path.is_dir()):
         return 0
     removed = 0
-    for name, entry in document.datasets.items():
-        root = settings.cold_path / name
-        committed = entry.committed_paths("cold")
-        patterns = ["date=*"] if everything else [f"date={d}" for d in pending.get(name, [])]
-        for pattern in patterns:
-            removed += remove_uncommitted(root, pattern, committed)
+    try:
+        for name, entry in document.datasets.items():
+            committed = entry.committed_paths("cold")
+            if everything and settings.cold_url is None:
+                removed += tier.remove_uncommitted(name, None, committed)
+                continue
+            dates = set(pending.get(name, []))
+            if everything:
+                dates |= set(entry.partitions)
+            for date in sorted(dates):
+                removed += tier.remove_uncommitted(name, date, committed)
+    except ColdTierUnavailableError as error:
+        log.warning("cold leftovers not removed yet (the next command tries again): %s", error)
+        return removed
+    finally:
+        tier.close()
     clear_cold_writes(settings)
     return removed
 
@@ -217,11 +356,3 @@ def _makedirs_durable(directory: Path) -> None:
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
         fsync_path(new.parent)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

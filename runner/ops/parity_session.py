@@ -16,7 +16,7 @@ import duckdb
 
 from runner.cli_params import days_in
 from runner.config import Settings
-from runner.core import manifest
+from runner.core import manifest, tiers
 from runner.core.datasets import DatasetSpec
 from runner.dbt_bridge import sqlmacros
 from runner.errors import ConfigError, ManifestError, SourceError
@@ -48,9 +48,17 @@ def committed_files(settings: Settings, dataset: str,
     per_shard_day: dict[tuple[str, int], int] = {}
     for date, _, file in listed:
         per_shard_day[date, file.shard] = per_shard_day.get((date, file.shard), 0) + 1
+    cold_objects = _cold_objects(settings, dataset, entry)
     found = []
     for date, partition, file in listed:
-        root = _root(settings, dataset, partition.location, date)
+        if partition.location == "cold" and cold_objects is not None:
+            found.append(CommittedFile(
+                date=date, shard=file.shard, location="cold",
+                path=tiers.file_location(settings, dataset, "cold", file.path), rows=file.rows,
+                files_in_shard_day=per_shard_day[date, file.shard],
+                on_disk=file.path in cold_objects))
+            continue
+        root = _root(settings, dataset, partition.location)
         path = root / file.path
         on_disk = path.exists()
         if on_disk and not path.resolve().is_relative_to(root.resolve()):
@@ -64,13 +72,28 @@ def committed_files(settings: Settings, dataset: str,
     return sorted(found, key=lambda f: (f.date, f.shard, f.path))
 
 
-def _root(settings: Settings, dataset: str, location: str, date: str) -> Path:
+def _root(settings: Settings, dataset: str, location: str) -> Path:
+    """A tier's dataset root; a cold tier that is unset or not mounted is
+    ColdTierUnavailableError (named as such: nothing is missing, no repair)."""
     if location == "cold":
-        if settings.cold_path is None:
-            raise ConfigError(f"partition {date} of {dataset} is in the cold tier but "
-                              "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
-        return settings.cold_path / dataset
+        return tiers.cold_root(settings, dataset)
     return settings.hot_path / dataset
+
+
+def _cold_objects(settings: Settings, dataset: str,
+                  entry: manifest.DatasetState) -> set[str] | None:
+    """In an object-store cold tier, the relative paths present under the cold dates'
+    prefixes (one listing per cold date, never the whole bucket); None for a NAS."""
+    tier = tiers.cold_tier(settings)
+    if not isinstance(tier, tiers.ObjectStoreTier):
+        return None
+    try:
+        cut = len(dataset) + 1
+        dates = sorted(date for date, p in entry.partitions.items() if p.location == "cold")
+        return {name[cut:] for date in dates
+                for name in tier.store.list_names(f"{dataset}/date={date}/")}
+    finally:
+        tier.close()
 
 
 def declaration(spec: DatasetSpec) -> dict[str, Any]:
@@ -89,7 +112,7 @@ class ParitySession:
         self.watermark, self.files = watermark, files
         self.declaration = declaration(spec)
         self.extra_key = [name for name in spec.key if name not in (spec.series, spec.time)]
-        self.conn = connect(settings, attach=True)
+        self.conn = connect(settings, attach=True)  # reads an S3 cold tier in place too
         self.source_conn = self.conn.cursor()
         configure_session(self.source_conn, settings)
         self.in_flight = 0

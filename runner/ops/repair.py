@@ -30,7 +30,7 @@ def repair_days(settings: Settings, lo: datetime, hi: datetime, dataset: str | N
         raise ManifestError(f"nothing is committed in {settings.manifest_path}"
                             + (f" for dataset {dataset}" if dataset else "")
                             + ": run `tslake backfill` first; repair only rewrites committed days")
-    if settings.cold_path is None:
+    if not settings.has_cold_tier:
         for name, entry in entries.items():
             cutoff = retention.cutoff_date(entry, settings.hot_retention_days)
             if cutoff and days[0] < cutoff:

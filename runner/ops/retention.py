@@ -18,7 +18,9 @@ partition in exactly one tier at every instant. Without a cold path, step 1 is s
 the commit drops the partition.
 
 Before copying, the date is recorded in `_state/cold-writes.json` (runner/core/tiers.py), so the
-next command finds a killed move's cold leftovers without listing the whole NAS.
+next command finds a killed move's cold leftovers without listing the whole NAS (or, in
+object storage, by listing only that date's prefix). The steps and failpoints are the same
+for a NAS and for an S3 cold tier; only `tiers.cold_tier()` differs.
 
 It runs under the lake lock after every `dbt run` (the lake models' post-hook
 `lake_retention`, so ticks, backfills, repairs and the service all keep the hot tier
@@ -67,7 +69,7 @@ def apply_retention(settings: Settings, dataset: str,
     """Move (or delete) every hot partition of `dataset` older than the hot horizon.
     `document` is the manifest the caller loaded under the lock (else it is loaded)."""
     started = time.monotonic()
-    summary: dict[str, Any] = {"dataset": dataset, "action": "move" if settings.cold_path
+    summary: dict[str, Any] = {"dataset": dataset, "action": "move" if settings.has_cold_tier
                                else "delete", "cutoff": None, "partitions": [], "files": 0,
                                "rows": 0, "bytes": 0}
     with lake_lock(settings.lock_path, settings.lock_timeout_seconds, f"retention {dataset}"):
@@ -81,47 +83,60 @@ def apply_retention(settings: Settings, dataset: str,
         if not due:
             return summary
         hot = publish.dataset_root(settings, dataset)
-        cold = tiers.cold_root(settings, dataset) if settings.cold_path is not None else None
-        for date in due:
-            # Changed on a copy, adopted once committed: a failed commit leaves `document`
-            # as the file is (the caller may go on with it).
-            work = document.model_copy(deep=True)
-            entry = work.datasets[dataset]
-            partition = entry.partitions[date]
-            files = list(partition.files)
+        cold = tiers.cold_tier(settings)
+        if settings.cold_path is not None:
+            tiers.cold_root(settings, dataset)  # a NAS that is not mounted: say so, move nothing
+        try:
+            _apply(settings, dataset, document, due, hot, cold, summary)
+        finally:
             if cold is not None:
-                tiers.record_cold_writes(settings, dataset, {date})
-                _copy_partition(hot, cold, date, files)
-                partition.location = "cold"
-                partition.updated_at = manifest.rfc3339(manifest.utc_now())
-            else:
-                del entry.partitions[date]
-            grace = settings.delete_grace_seconds > 0
-            if grace:  # readers of the previous commit keep their files for the grace
-                manifest.schedule_deletes(entry, [file.path for file in files],
-                                          manifest.utc_now())
-            failpoint("retention_before_manifest_replace")
-            manifest.save(settings.manifest_path, work)  # the commit point
-            document.adopt(work)
-            failpoint("retention_after_manifest_replace")
-            iceberg.refresh(settings, document)
-            views.refresh(settings, document)
-            if not grace:
-                _remove_hot_files(hot, files)
-            summary["partitions"].append(date)
-            summary["files"] += len(files)
-            summary["rows"] += sum(file.rows for file in files)
-            summary["bytes"] += sum(file.bytes for file in files)
-            log.info("retention: %s %s %s (%d files, %d rows)", dataset,
-                     "moved to the cold tier" if cold is not None else "deleted", date,
-                     len(files), sum(file.rows for file in files))
+                cold.close()
         write_json_atomic(settings.replication_path, publish.replication_state(document))
         tiers.clear_cold_writes(settings)
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-def _copy_partition(hot: Path, cold: Path, date: str, files: list[LakeFile]) -> None:
+def _apply(settings: Settings, dataset: str, document: Manifest, due: list[str], hot: Path,
+           cold: tiers.ColdTier | None, summary: dict[str, Any]) -> None:
+    """One manifest commit per due partition (the module's steps 1-3)."""
+    for date in due:
+        # Changed on a copy, adopted once committed: a failed commit leaves `document`
+        # as the file is (the caller may go on with it).
+        work = document.model_copy(deep=True)
+        entry = work.datasets[dataset]
+        partition = entry.partitions[date]
+        files = list(partition.files)
+        if cold is not None:
+            tiers.record_cold_writes(settings, dataset, {date})
+            _copy_partition(hot, cold, dataset, date, files)
+            partition.location = "cold"
+            partition.updated_at = manifest.rfc3339(manifest.utc_now())
+        else:
+            del entry.partitions[date]
+        grace = settings.delete_grace_seconds > 0
+        if grace:  # readers of the previous commit keep their files for the grace
+            manifest.schedule_deletes(entry, [file.path for file in files],
+                                      manifest.utc_now())
+        failpoint("retention_before_manifest_replace")
+        manifest.save(settings.manifest_path, work)  # the commit point
+        document.adopt(work)
+        failpoint("retention_after_manifest_replace")
+        iceberg.refresh(settings, document)
+        views.refresh(settings, document)
+        if not grace:
+            _remove_hot_files(hot, files)
+        summary["partitions"].append(date)
+        summary["files"] += len(files)
+        summary["rows"] += sum(file.rows for file in files)
+        summary["bytes"] += sum(file.bytes for file in files)
+        log.info("retention: %s %s %s (%d files, %d rows)", dataset,
+                 "moved to the cold tier" if cold is not None else "deleted", date,
+                 len(files), sum(file.rows for file in files))
+
+
+def _copy_partition(hot: Path, cold: tiers.ColdTier, dataset: str, date: str,
+                    files: list[LakeFile]) -> None:
     for number, file in enumerate(files):
         source = hot / file.path
         if not source.exists():
@@ -129,7 +144,7 @@ def _copy_partition(hot: Path, cold: Path, date: str, files: list[LakeFile]) -> 
             raise ManifestError(f"committed file {source} is missing from the hot tier, so "
                                 f"partition {date} cannot move: run `tslake repair --start "
                                 f"{date} --end {after}` to re-export that day")
-        tiers.copy_verified(source, cold / file.path, file.rows)
+        cold.copy_verified(source, dataset, file.path, file.rows)
         if number == 0:
             failpoint("retention_after_cold_copy")
 

@@ -31,11 +31,17 @@ def sql_literal(value: object) -> str:
 
 def postgres_extension_file() -> Path:
     """The extension binary shipped in the `duckdb-extension-postgres` wheel."""
-    package = Path(duckdb_extension_postgres.__file__).parent
-    candidates = sorted(package.glob(f"extensions/v{duckdb.__version__}/postgres.duckdb_extension"))
+    return wheel_extension_file(duckdb_extension_postgres.__file__, "postgres")
+
+
+def wheel_extension_file(package_init: str, name: str) -> Path:
+    """`<name>.duckdb_extension` for this DuckDB version inside the `duckdb-extension-<name>`
+    wheel whose package `__init__` is at `package_init` (never downloaded)."""
+    package = Path(package_init).parent
+    candidates = sorted(package.glob(f"extensions/v{duckdb.__version__}/{name}.duckdb_extension"))
     if not candidates:
-        raise ConfigError(f"no postgres extension for DuckDB {duckdb.__version__} under {package}: "
-                          "install duckdb-extension-postgres with the same version as duckdb "
+        raise ConfigError(f"no {name} extension for DuckDB {duckdb.__version__} under {package}: "
+                          f"install duckdb-extension-{name} with the same version as duckdb "
                           "(run `make install`)")
     return candidates[0]
 
@@ -84,6 +90,9 @@ def configure_database(conn: duckdb.DuckDBPyConnection, settings: Settings,
     conn.execute(f"SET memory_limit = {sql_literal(settings.memory_limit)}")
     conn.execute(f"SET threads = {int(settings.threads)}")
     conn.execute(f"SET temp_directory = {sql_literal(spill_dir)}")
+    from runner.core.tiers import enable_cold_reads  # (tiers imports this module)
+
+    enable_cold_reads(conn, settings)  # an S3 cold tier: httpfs + a temporary secret
     if source is not None:
         attach_source(conn, source)
 
@@ -108,7 +117,7 @@ def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> No
     conn.execute("SET TimeZone = 'UTC'")
     variables = {
         "tslake_hot_path": str(settings.hot_path),
-        "tslake_cold_path": str(settings.cold_path or ""),
+        "tslake_cold_path": str(settings.cold_url or settings.cold_path or ""),
         "tslake_manifest_path": str(settings.manifest_path),
         "tslake_shards": settings.shards,
         "tslake_lag_seconds": settings.lag_seconds,

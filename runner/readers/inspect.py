@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.config import Settings
-from runner.core import iceberg, manifest
+from runner.core import iceberg, manifest, tiers
 from runner.core.manifest import DatasetState, Partition
 from runner.core.publish import dataset_root
 
@@ -15,7 +15,8 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
     document = manifest.load(settings.manifest_path)
     report: dict[str, Any] = {
         "hot_path": str(settings.hot_path),
-        "cold_path": str(settings.cold_path) if settings.cold_path else None,
+        "cold_path": settings.cold_url or (str(settings.cold_path) if settings.cold_path
+                                           else None),
         "manifest_path": str(settings.manifest_path),
         "manifest": None,
         "datasets": {},
@@ -25,6 +26,7 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
     report["manifest"] = {"version": document.version, "generation": document.generation,
                           "updated_at": document.updated_at}
     now = manifest.utc_now()
+    cold_problem = tiers.cold_status(settings)
     for name, entry in sorted(document.datasets.items()):
         watermark = entry.computed_through_ts
         lag = (now - manifest.parse_rfc3339(watermark)).total_seconds() if watermark else None
@@ -44,6 +46,9 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
             "totals": {key: sum(p[key] for p in partitions.values())
                        for key in ("files", "bytes", "rows")},
             "uncommitted_files_on_disk": _uncommitted(settings, name, entry),
+            # Cold partitions that cannot be read now, and why: the setting or the mount,
+            # not missing data (README, "Hot and cold tiers").
+            "cold_unreachable": _cold_unreachable(entry, name, cold_problem),
             # SPEC section 9: the current Iceberg metadata file (pyiceberg, iceberg_scan).
             "iceberg_metadata": iceberg.metadata_location(settings, name),
             "partitions": partitions,
@@ -70,7 +75,7 @@ def _uncommitted(settings: Settings, dataset: str, entry: DatasetState) -> int:
     An unmounted cold path counts nothing: `tslake retention` reports that one."""
     pending = {item.path for item in entry.pending_deletes}
     roots = {"hot": dataset_root(settings, dataset)}
-    if settings.cold_path is not None and settings.cold_path.is_dir():
+    if settings.cold_path is not None and settings.cold_path.is_dir():  # (S3: never listed)
         roots["cold"] = settings.cold_path / dataset
     count = 0
     for location, root in roots.items():
@@ -78,3 +83,14 @@ def _uncommitted(settings: Settings, dataset: str, entry: DatasetState) -> int:
         count += sum(1 for file in root.glob("date=*/shard=*/*")
                      if file.relative_to(root).as_posix() not in known)
     return count
+
+
+def _cold_unreachable(entry: DatasetState, dataset: str,
+                      problem: str | None) -> dict[str, Any] | None:
+    dates = sorted(date for date, p in entry.partitions.items() if p.location == "cold")
+    if problem is None or not dates:
+        return None
+    return {"partitions": len(dates), "first": dates[0], "last": dates[-1],
+            "reason": f"{problem}: {len(dates)} partition(s) of {dataset} are in the cold tier "
+                      "and cannot be read until it is set or mounted (nothing is missing; no "
+                      "repair is needed)"}

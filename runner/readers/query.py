@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from runner.config import Settings
-from runner.core import datasets, manifest
+from runner.core import datasets, manifest, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.manifest import DatasetState
 from runner.errors import ConfigError
@@ -128,4 +128,5 @@ def series(settings: Settings, *, dataset: str, sensors: list[str], start: datet
                                end=end, bucket=bucket, agg=agg)
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
+    tiers.enable_cold_reads(conn, settings)
     return conn.query(query, params=params)

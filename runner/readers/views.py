@@ -24,17 +24,16 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import duckdb
 
 from runner.config import Settings
-from runner.core import datasets
+from runner.core import datasets, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path
 from runner.core.manifest import DatasetState, Manifest
 from runner.dbt_bridge import sqlmacros
-from runner.errors import ManifestError
+from runner.errors import ColdTierError, ManifestError
 from runner.postgres.connection import SOURCE_CATALOG, sql_literal
 
 log = logging.getLogger("tslake.views")
@@ -105,11 +104,9 @@ def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
     for date, partition, file in entry.files_of():
         if not keep(date, file.shard):
             continue
-        base = settings.hot_path if partition.location == "hot" else settings.cold_path
-        if base is None:
-            raise ManifestError(f"dataset {dataset}: partition {date} is in the cold tier but "
-                                "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
-        groups[(date, file.shard)].append(str(Path(str(base)) / dataset / file.path))
+        # A cold tier that is unset or not mounted: ColdTierUnavailableError, naming it.
+        groups[(date, file.shard)].append(
+            tiers.file_location(settings, dataset, partition.location, file.path))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
@@ -183,6 +180,8 @@ def shard_macro_sql(dataset: str, entry: DatasetState) -> str:
 def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
     lines = [f"-- tslake reader views for manifest generation {document.generation} "
              f"({settings.manifest_path})"]
+    if settings.cold_url is not None:  # what a reader session needs first
+        lines.append(cold_reads_sql(settings))
     if fresh:
         lines.append(f"-- *_fresh views need Postgres attached as {SOURCE_CATALOG}, e.g.\n"
                      f"--   ATTACH '' AS {SOURCE_CATALOG} (TYPE postgres, READ_ONLY);"
@@ -196,6 +195,20 @@ def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
     return "\n".join(lines)
 
 
+def cold_reads_sql(settings: Settings) -> str:
+    """What a reader's session needs before these views when cold files are in object
+    storage: httpfs from its wheel, and an S3 secret the reader makes itself (no
+    credential is ever written into this SQL)."""
+    from runner.core.object_store import httpfs_extension_file
+
+    return (f"-- cold partitions are read in place from {settings.cold_url}: create an S3 "
+            "secret first, e.g.\n--   CREATE TEMPORARY SECRET (TYPE s3, "
+            "KEY_ID '<AWS_ACCESS_KEY_ID>', "
+            "SECRET '<AWS_SECRET_ACCESS_KEY>', REGION '<AWS_REGION>'\n--     "
+            "[, ENDPOINT 'host:port', URL_STYLE 'path', USE_SSL false]);\n"
+            f"INSTALL {sql_literal(httpfs_extension_file())};\nLOAD httpfs;")
+
+
 def refresh(settings: Settings, document: Manifest) -> None:
     """Rewrite `_state/lake.duckdb` for this manifest (temp file, fsync, rename). A failure
     is logged, not raised: the commit already happened and the next one retries."""
@@ -205,6 +218,7 @@ def refresh(settings: Settings, document: Manifest) -> None:
         tmp.unlink(missing_ok=True)
         conn = duckdb.connect(str(tmp))
         try:
+            tiers.enable_cold_reads(conn, settings)  # a temporary secret: not in the file
             conn.execute(render_sql(settings, document, fresh=False))
             conn.execute("create table tslake_state as select ? as manifest_generation, "
                          "? as updated_at", [document.generation, document.updated_at])
@@ -213,7 +227,7 @@ def refresh(settings: Settings, document: Manifest) -> None:
             conn.close()
         fsync_path(tmp)
         durable_rename(tmp, target)
-    except (duckdb.Error, OSError, ManifestError) as error:
+    except (duckdb.Error, OSError, ManifestError, ColdTierError) as error:
         log.warning("could not refresh %s: %s; readers see the previous commit's views until "
                     "the next commit", target, error)
         tmp.unlink(missing_ok=True)
