@@ -23,17 +23,19 @@ demo: install  ## embedded Postgres + synthetic metrics -> backfill, tick, inspe
 system-deps:  ## the Debian packages the tests need (.ci/system-packages), when missing
 	bash .ci/system-deps
 
-test: install system-deps  ## the whole suite (unit + integration against a real Postgres)
-	$(BIN)/pytest
+test: install system-deps  ## the whole suite (unit + integration against a real Postgres), 2 workers
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test-unit: install  ## only the fast unit tests
 	$(BIN)/pytest -m unit
 
-bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity, readers, S3-cold query -> BENCHMARKS.md
+bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS, tick cost, parity, readers, S3-cold query, derived sensors -> BENCHMARKS.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parity
 	$(BIN)/python -m bench.readers
+	$(BIN)/python -m bench.service
 	$(BIN)/python -m bench.s3
+	$(BIN)/python -m bench.derived
 	$(BIN)/python -m bench.iceberg
 
 lint: install  ## ruff and mypy on runner/, tests/ and bench/

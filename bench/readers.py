@@ -1,6 +1,7 @@
 """`make bench`, readers: the queries the lake exists for, on the lake and directly on
 Postgres, same data, same run (issue 7's targets: hourly average per sensor over the
-horizon >= 15x faster than Postgres, one sensor-week >= 2x faster).
+horizon >= 15x faster than Postgres, one sensor-week >= 2x faster) and issue 16's similarity
+scan (>= 20x faster, same answer).
 
     python -m bench.readers [--sensors 200] [--days 35] [--cadence 60]
 
@@ -25,6 +26,7 @@ import duckdb
 from bench import dataset, layout, measure, report
 from runner.config import PROJECT_ROOT, Settings
 from runner.readers.query import series_sql
+from runner.readers.scan import scan_sql
 
 SENSOR = "s0042"
 
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tslake-bench-readers-"))
+    load = [measure.load_average()]
     server = dataset.start(work / "pg", 18)
     try:
         table = dataset.create_table(server, "readers", sensors=args.sensors, days=args.days,
@@ -66,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(env)
         results = compare(server, settings, args.runs)
         layouts = layout.compare(settings, work / "layouts", sensor=SENSOR, runs=args.runs)
+        load.append(measure.load_average())
     finally:
         dataset.stop(server)
         shutil.rmtree(work, ignore_errors=True)
-    write_section(table, results, args.runs, layouts)
+    write_section(table, results, args.runs, layouts, load)
     print(json.dumps(results, indent=2))
     for variant in layouts:
         print(variant)
@@ -114,7 +118,17 @@ def compare(server: dataset.Server, settings: Settings, runs: int) -> dict[str, 
     assert pruned is not None
     pruned_sql = f"select ts as t, value as v from ({pruned[0]})"
 
+    scan_case = similarity_scan(settings, end, horizon_days=min(90, int(
+        (end - source.execute("select min(ts) from metrics").fetchone()[0]).days)))  # type: ignore[index]
+    lake_top = lake.execute(scan_case[0], scan_case[1]).fetchall()
+    source.execute("set timezone = 'UTC'")
+    pg_top = source.execute(scan_case[2], scan_case[3]).fetchall()
+    assert [(r[0], r[1], round(r[2], 6)) for r in lake_top] == \
+        [(r[0], r[1], round(r[2], 6)) for r in pg_top], (lake_top, pg_top)
+
     cases = {
+        f"similarity scan: {scan_case[4]}": (on_lake(scan_case[0], scan_case[1]),
+                                            on_postgres(scan_case[2], scan_case[3])),
         "hourly average per sensor, whole horizon": (
             on_lake(hourly.format(metrics="lake.metrics")),
             on_postgres(hourly.format(metrics="metrics"))),
@@ -141,8 +155,52 @@ def compare(server: dataset.Server, settings: Settings, runs: int) -> dict[str, 
     return results
 
 
+# The 10 hourly-aligned 24 h windows (all sensors, the horizon) closest to the focus
+# sensor's last 24 h, 5-minute buckets, z-normalised Euclidean distance. For z-normalised
+# series of m points (population stddev), distance^2 = 2m(1 - corr), so both engines compute
+# it with one corr() per window after joining each bucket to its window position: the same
+# arithmetic on both sides, no window functions. Complete windows only (m = 288 buckets).
+# On DuckDB the times are epoch microseconds until the end: TIMESTAMPTZ +- INTERVAL and
+# date_trunc walk ICU's calendar per row (33 s instead of ~1 s for 4M placed buckets).
+SCAN_TAIL = """,
+focus as (select {pos_focus} as i, v from buckets where sensor_id = {s} and t >= {f0}),
+placed as (select sensor_id, ws, {pos_window} as i, v from (
+    select sensor_id, {hour} - {hours_k} as ws, t, v from buckets, {offsets}) as w
+    where ws >= {start} and ws <= {f0} and not (sensor_id = {s} and ws = {f0}))
+select sensor_id, {out_ws} as t, sqrt(greatest(0, 2 * 288 * (1 - corr(placed.v, focus.v)))) as v
+from placed join focus using (i) group by sensor_id, ws having count(*) = 288
+order by v, sensor_id, ws limit 10"""
+
+
+def similarity_scan(settings: Settings, end: Any, horizon_days: int
+                    ) -> tuple[str, dict[str, Any], str, dict[str, Any], str]:
+    """(lake SQL, params, Postgres SQL, params, label) of the similarity scan ending at the
+    last whole hour before `end`."""
+    stop = end.replace(minute=0, second=0, microsecond=0)
+    start, f0 = stop - timedelta(days=horizon_days), stop - timedelta(hours=24)
+    bucketed, params = scan_sql(settings, start=start, end=stop, bucket="5m")
+    lake_sql = (f"with buckets as (select sensor_id, epoch_us(bucket_start) as t, avg as v "
+                f"from ({bucketed}))" + SCAN_TAIL.format(
+                    pos_focus="(t - $f0) // 300000000", s="$s", f0="$f0",
+                    pos_window="(t - ws) // 300000000", hour="(t - t % 3600000000)",
+                    hours_k="k * 3600000000", offsets="range(24) as o(k)", start="$from",
+                    out_ws="make_timestamptz(ws)"))
+    pg_sql = ("with buckets as (select sensor_id, to_timestamp(floor(extract(epoch from ts) / "
+              "300) * 300) as t, avg(value) as v from metrics where ts >= %(start)s and ts < "
+              "%(stop)s group by 1, 2)" + SCAN_TAIL.format(
+                  pos_focus="(extract(epoch from t - %(f0)s) / 300)::int", s="%(s)s",
+                  f0="%(f0)s", pos_window="(extract(epoch from t - ws) / 300)::int",
+                  hour="date_trunc('hour', t)", hours_k="make_interval(hours => k)",
+                  offsets="generate_series(0, 23) as o(k)", start="%(start)s", out_ws="ws"))
+    label = (f"{SENSOR}'s last 24 h vs every sensor's hourly 24 h windows over {horizon_days} "
+             "days, 5-minute buckets, 10 nearest (z-normalised Euclidean)")
+    micros = {"from": int(start.timestamp()) * 1_000_000, "f0": int(f0.timestamp()) * 1_000_000}
+    return (lake_sql, {**params, "s": SENSOR, **micros}, pg_sql,
+            {"start": start, "stop": stop, "f0": f0, "s": SENSOR}, label)
+
+
 def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
-                  layouts: list[layout.Layout]) -> None:
+                  layouts: list[layout.Layout], load: list[str]) -> None:
     lines = ["## Readers: the lake vs Postgres, same data, same run", "",
              f"Table: {table.rows:,} rows ({table.sensors} sensors, {table.days:g} days); lake "
              "backfilled with `tslake backfill`; DuckDB attaches `_state/lake.duckdb` and reads "
@@ -151,7 +209,8 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
              "so each engine computes every result row and the client gets one. *Fetched*: "
              "every row into Python (DuckDB's and psycopg's `fetchall`), timestamps as naive "
              "UTC on both sides (DuckDB's Python client spends ~1.5 us per TIMESTAMPTZ value "
-             "on pytz: 10,080 rows took 13 ms more; see README, Readers).", "",
+             "on pytz: 10,080 rows took 13 ms more; see README, Readers). Load average "
+             f"(1/5/15 min) at start {load[0]}, at end {load[1]}, 2 shared cores.", "",
              "| query | rows | lake, in the engine | Postgres, in the engine | lake is | "
              "lake, fetched | Postgres, fetched | lake is |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -167,7 +226,12 @@ def write_section(table: dataset.Table, results: dict[str, Any], runs: int,
               "ICU's calendar per row, see docs/ARCHITECTURE.md, \"Reader layout\"). The view "
               "query prunes with `shard = lake.metrics_shard($s)` and a `date` range; the last "
               "row runs `tslake query`'s SQL (`runner.readers.query.series_sql`: the files of "
-              "those dates and that shard, named from the manifest) on the same connection.", ""]
+              "those dates and that shard, named from the manifest) on the same connection. "
+              "The similarity scan reads `runner.readers.scan` on the lake (every sensor, "
+              "5-minute buckets, files of the horizon's dates from the manifest) and a GROUP BY "
+              "of the table on Postgres; both then compute one corr() per window "
+              "(distance^2 = 2m(1 - corr) for z-normalised windows), and the two top-10 lists "
+              "are checked equal before timing.", ""]
     lines += layout.markdown(layouts)
     report.write_marked_section("readers", lines)
 

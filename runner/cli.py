@@ -5,25 +5,37 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from runner import __version__
-from runner.cli_params import DATE, TIME, OptionError, WholeNumber, parse_sensor_ids, parse_window
+from runner import __version__, cli_boundary
+from runner.cli_params import (
+    DATE,
+    MAX_SAMPLE,
+    TIME,
+    OptionError,
+    WholeNumber,
+    parse_sensor_ids,
+    parse_window,
+)
 from runner.config import Settings
 from runner.core import datasets, publish
 from runner.core.manifest import load as load_manifest
 from runner.dbt_bridge.invoke import run_dbt
-from runner.errors import ConfigError, ParityMismatchError, TslakeError
+from runner.errors import ConfigError, ManifestError, ParityMismatchError, TslakeError
 from runner.ops import parity_report, progress
+from runner.ops.backfill import MAX_BACKFILL_DAYS
 from runner.ops.compaction import compact as compact_lake
+from runner.ops.doctor import diagnose
+from runner.ops.doctor import restore as run_doctor_restore
 from runner.ops.parity import run_parity
 from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
-from runner.postgres.connection import SourceConninfo
+from runner.postgres.connection import known_passwords, redact
 from runner.readers.inspect import inspect_lake
 from runner.readers.output import write_result
 from runner.readers.query import AGGREGATES, series
@@ -37,10 +49,9 @@ from runner.service.launchd import (
     spec_from_options,
 )
 from runner.service.loop import ReplicationService
+from runner.service.worker import DEFAULT_MAX_TICKS as DEFAULT_WORKER_TICKS
 
 log = logging.getLogger("tslake")
-
-MAX_BACKFILL_DAYS = 3650  # ten years: a larger --days is a typo
 
 DATASET_OPTION = click.option("--dataset", metavar="NAME", default=None,
                               help="Only this dataset (e.g. metrics/v1); default: every dataset.")
@@ -68,6 +79,8 @@ def _last_runs(settings: Settings, names: list[str]) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tslake")
+@click.option("--debug", is_flag=True, expose_value=False,
+              help="On a failure, print the traceback too (also anywhere after the command).")
 def cli() -> None:
     """Keep a Parquet analysis lake in step with a Postgres time-series table.
 
@@ -141,15 +154,26 @@ def compact(dataset: str | None, day: str | None) -> None:
               show_default=True, help="Port for GET /healthz and GET /metrics; 0 turns HTTP off.")
 @click.option("--http-host", default="127.0.0.1", show_default=True,
               help="Address to serve on (loopback by default).")
-def run(interval: float | None, http_port: int, http_host: str) -> None:
+@click.option("--worker-ticks", type=click.IntRange(min=0), default=DEFAULT_WORKER_TICKS,
+              show_default=True, metavar="N",
+              help="Ticks run by one worker process (dbt parsed once) before it is replaced; "
+                   "0 runs each tick as its own `tslake tick` process.")
+def run(interval: float | None, http_port: int, http_host: str, worker_ticks: int) -> None:
     """Run the replication service: a tick every interval, with health and metrics.
 
     SIGTERM or SIGINT lets the tick in progress finish (or runs one final tick), then exits 0.
     """
     settings = _settings()
     service = ReplicationService(settings, interval_seconds=interval or settings.interval_seconds,
-                                 http_host=http_host, http_port=http_port or None)
-    sys.exit(service.run())
+                                 http_host=http_host, http_port=http_port or None,
+                                 worker_ticks=worker_ticks)
+    try:
+        code = service.run()
+    except OSError as error:  # binding the port: name the address (the boundary says what to do)
+        if error.filename is None:
+            error.filename = f"{http_host}:{http_port}"
+        raise
+    sys.exit(code)
 
 
 @cli.group()
@@ -282,7 +306,7 @@ def repair(start: datetime, end: datetime, dataset: str | None) -> None:
               help="Window end, exclusive; past the watermark it is clipped with a warning.")
 @click.option("--all", "whole", is_flag=True,
               help="The whole lake horizon, hot and cold, per day and shard.")
-@click.option("--sample", type=WholeNumber(min=1), metavar="N", default=None,
+@click.option("--sample", type=WholeNumber(min=1, max=MAX_SAMPLE), metavar="N", default=None,
               help="Compare N series (sensors) drawn at random from those in the window.")
 @click.option("--seed", type=WholeNumber(min=0), metavar="S", default=None,
               help="Seed for --sample, to repeat a draw (the report names the one used).")
@@ -331,15 +355,53 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
             f"report, then run `{parity_report.repair_hint(report)}`")
 
 
+@cli.command()
+@click.option("--restore", is_flag=True,
+              help="Put back the newest kept manifest generation (in _state/manifests/) whose "
+                   "files all exist with their recorded sizes.")
+def doctor(restore: bool) -> None:
+    """Check the lake against its manifest: committed files missing or of another size,
+    files the manifest does not list, the cold tier's reachability, the lock's holder and
+    a stale watermark. Prints the findings as JSON; exit 65 when a committed file is
+    missing or wrong (readers would fail), else 0.
+    """
+    settings = _settings()
+    if restore:
+        _print_json(run_doctor_restore(settings))
+        return
+    report = diagnose(settings)
+    _print_json(report)
+    for warning in report["warnings"]:
+        log.warning("%s", warning)
+    if report["errors"]:
+        raise ManifestError(report["errors"][0] + (f" (and {len(report['errors']) - 1} more "
+                                                   "finding(s): see the JSON)"
+                                                   if len(report["errors"]) > 1 else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run a command; a TslakeError becomes one line on stderr and its exit code."""
+    """Entry point: run a command; every failure becomes one line on stderr and a documented
+    exit code (README, "Exit codes"): typed errors their own, an OS or DuckDB I/O error 74
+    naming the path, anything unforeseen 70 with a pointer to `--debug`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"] if debug else args
+    logs.configure(secrets=known_passwords())  # the source's and a standby's primary's
     try:
-        secret = SourceConninfo().password
-    except TslakeError:
-        secret = None
-    logs.configure(secrets=(secret,) if secret else ())
+        _run(args)
+    except SystemExit:
+        raise
+    except BaseException as error:  # the error boundary: nothing below prints a traceback
+        if debug:
+            traceback.print_exc()
+        failure = cli_boundary.classify(error)
+        click.echo(f"tslake: error: {_redacted(failure.message)}", err=True)
+        sys.exit(failure.exit_code)
+
+
+def _run(args: list[str]) -> None:
     try:
-        cli.main(args=argv, prog_name="tslake", standalone_mode=False)
+        cli.main(args=args, prog_name="tslake", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except OptionError as error:  # its message names the option and the value already
@@ -358,10 +420,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _redacted(text: str) -> str:
-    try:
-        return SourceConninfo().redact(text)
-    except TslakeError:
-        return text
+    return redact(text)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from runner.errors import ConfigError
 
 MAX_DAYS = 3700        # ten years of days: a larger window is a typo
 MAX_SENSOR_IDS = 1000  # more than this: use --sample or --all
+MAX_SAMPLE = 100_000   # `parity --sample N`: more series than a lake holds is a typo
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import ConfigError
@@ -14,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SHARDS = 8
 MAX_SHARDS = 100  # shard directories are two digits: shard=00 .. shard=99
+MAX_WORKERS = 256  # TSLAKE_THREADS / TSLAKE_BACKFILL_WORKERS: more is a typo, not a machine
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
@@ -26,7 +28,7 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
 
 
 def _number(env: Mapping[str, str], names: tuple[str, ...], default: float, *,
-            minimum: float, whole: bool = False) -> float:
+            minimum: float, whole: bool = False, maximum: float = math.inf) -> float:
     raw = _first(env, *names)
     if raw is None:
         return default
@@ -39,6 +41,10 @@ def _number(env: Mapping[str, str], names: tuple[str, ...], default: float, *,
     if value < minimum or value != value:  # value != value: NaN
         raise ConfigError(f"{names[0]}={raw!r} is below the minimum {minimum:g}; "
                           f"unset it for the default {default:g}")
+    if value > maximum or value == math.inf:
+        limit = f"the maximum {maximum:g}" if maximum < math.inf else "any finite number"
+        raise ConfigError(f"{names[0]}={raw!r} is above {limit}; unset it for the default "
+                          f"{default:g}")
     return value
 
 
@@ -64,10 +70,18 @@ class Settings:
     # TSLAKE_COLD_PATH when it is an object-store URL (s3://bucket/prefix); cold_path is
     # then None. runner/core/tiers.py turns either into the cold tier.
     cold_url: str | None = None
+    # A hot standby as the source (README, "A hot standby as the source"): the primary's
+    # connection string (it may hold a password: never in a repr or a message), and how
+    # long a tick waits for the standby to replay past the primary's WAL position.
+    primary_dsn: str | None = field(default=None, repr=False)
+    standby_replay_timeout_seconds: float = 10.0
 
     @property
     def has_cold_tier(self) -> bool:
         return self.cold_path is not None or self.cold_url is not None
+
+    # The derived-sensor definitions (SPEC section 8); a missing file is none.
+    derived_sensors: Path = PROJECT_ROOT / "derived_sensors.yml"
 
     @property
     def state_dir(self) -> Path:
@@ -134,11 +148,17 @@ class Settings:
             lock_timeout_seconds=_number(env, ("TSLAKE_LOCK_TIMEOUT_SECONDS",), 10, minimum=0),
             memory_limit=memory_limit,
             threads=int(_number(env, ("TSLAKE_THREADS",), min(4, os.cpu_count() or 1),
-                                minimum=1, whole=True)),
+                                minimum=1, whole=True, maximum=MAX_WORKERS)),
             # Concurrent shard reads of a backfill: one more than the cores, so a core is
             # never idle while a read waits for Postgres.
             backfill_workers=int(_number(env, ("TSLAKE_BACKFILL_WORKERS",),
-                                         (os.cpu_count() or 1) + 1, minimum=1, whole=True)),
+                                         (os.cpu_count() or 1) + 1, minimum=1, whole=True,
+                                         maximum=MAX_WORKERS)),
             datasets=datasets,
             cold_url=cold_url,
+            primary_dsn=_first(env, "TSLAKE_PRIMARY_DSN"),
+            standby_replay_timeout_seconds=_number(
+                env, ("TSLAKE_STANDBY_REPLAY_TIMEOUT_SECONDS",), 10, minimum=0),
+            derived_sensors=Path(_first(env, "TSLAKE_DERIVED_SENSORS") or
+                                 PROJECT_ROOT / "derived_sensors.yml").expanduser().absolute(),
         )

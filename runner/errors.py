@@ -3,6 +3,8 @@
 Every message names the object, the value and the next step, on one line.
 """
 
+import errno
+
 
 class TslakeError(Exception):
     """Base class: a failure the operator can act on. `exit_code` is what the CLI returns."""
@@ -57,3 +59,30 @@ class ParityMismatchError(TslakeError):
     """`tslake parity --fail-on-mismatch` found rows that differ between Postgres and the lake."""
 
     exit_code = 3
+
+
+_FIXES = {
+    errno.ENOSPC: "free space there (`tslake retention` moves old days to TSLAKE_COLD_PATH) "
+                  "and run again",
+    errno.EDQUOT: "raise the quota or free space there, and run again",
+    errno.EROFS: "the filesystem is read-only: remount it read-write, or point "
+                 "TSLAKE_DATA_ROOT at a writable disk",
+    errno.EACCES: "give the user running tslake write access to it (or point TSLAKE_DATA_ROOT "
+                  "elsewhere)",
+    errno.EPERM: "give the user running tslake access to it (an immutable flag: chattr -i, "
+                 "chflags nouchg)",
+    errno.ENOENT: "it does not exist: create the directory, or check the path "
+                  "(`tslake doctor` checks the lake's files against the manifest)",
+    errno.EADDRINUSE: "another process (another `tslake run`?) listens there: stop it, or "
+                      "pass --http-port with a free port (0 turns HTTP off)",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """`<reason>: <path>: <what to do>`, from an OSError."""
+    reason = error.strerror or type(error).__name__
+    where = error.filename if error.filename is not None else None
+    if error.filename2 is not None:
+        where = f"{error.filename} -> {error.filename2}"
+    fix = _FIXES.get(error.errno or 0, "check that path and run again")
+    return f"{reason}: {where}: {fix}" if where else f"{reason}: {fix}"

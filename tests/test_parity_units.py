@@ -175,7 +175,7 @@ def test_markdown_report_escapes_sensor_ids_and_names_the_repair():
     (["parity"], "either --all, or both --start and --end"),
     (["parity", "--all", "--start", "2026-01-01"], "either --all"),
     (["parity", "--start", "soon", "--end", "2026-01-02"], "is not a time"),
-    (["parity", "--all", "--sample", "0"], "--sample '0' is not a whole number >= 1"),
+    (["parity", "--all", "--sample", "0"], "--sample '0' is not a whole number from 1 to 100000"),
     (["parity", "--all", "--sample", "2", "--sensor-ids", "a"], "cannot be combined"),
     (["parity", "--all", "--bogus"], "No such option"),
     (["repair", "--start", "2026-01-02", "--end", "2026-01-01"], "not before --end"),

@@ -262,10 +262,21 @@ def test_query_buckets_aggregate_value_over_the_time_column(tmp_path: Path) -> N
 
 def test_query_with_no_file_to_read_is_empty_with_the_same_columns(tmp_path: Path) -> None:
     settings, _ = make_lake(tmp_path)
-    columns, rows = run_query(settings, "forecast_points/v1", ["no-such-series"])
-    assert (columns, rows) == (["series_id", "issued_at", "ts", "value"], [])
-    columns, rows = run_query(settings, "forecast_points/v1", ["no-such-series"], bucket="1h")
-    assert (columns, rows) == (["series_id", "bucket_start", "avg", "samples"], [])
+    for bucket, columns in ((None, ["series_id", "issued_at", "ts", "value"]),
+                            ("1h", ["series_id", "bucket_start", "avg", "samples"])):
+        relation = query.series(settings, dataset="forecast_points/v1",
+                                sensors=["gh/air-temp-forecast"],
+                                start=parse_instant("2001-01-01", "--start"),
+                                end=parse_instant("2001-01-02", "--end"), bucket=bucket,
+                                agg="avg")
+        assert (relation.columns, relation.fetchall()) == (columns, [])
+
+
+def test_query_of_an_id_the_lake_holds_nowhere_is_a_config_error_naming_it(
+        tmp_path: Path) -> None:
+    settings, _ = make_lake(tmp_path)
+    with pytest.raises(ConfigError, match="no series_id 'no-such-series' on any date"):
+        run_query(settings, "forecast_points/v1", ["gh/air-temp-forecast", "no-such-series"])
 
 
 def test_query_refuses_a_disabled_or_unknown_dataset(tmp_path: Path) -> None:

@@ -127,7 +127,11 @@ def test_manifest_save_is_atomic_and_versioned(tmp_path: Path):
     manifest.save(path, document)
     loaded = manifest.load(path)
     assert loaded is not None and loaded.generation == 2
-    assert list(tmp_path.iterdir()) == [path]
+    kept = tmp_path / "manifests"  # the last commits, for `tslake doctor --restore`
+    assert sorted(tmp_path.iterdir()) == [path, kept]
+    assert [p.name for p in sorted(kept.iterdir())] == [
+        "manifest-000000000001.json", "manifest-000000000002.json"]
+    assert (kept / "manifest-000000000002.json").read_bytes() == path.read_bytes()
     path.write_text('{"version": 99, "datasets": {}}')
     with pytest.raises(ManifestError, match="version 99"):
         manifest.load(path)

@@ -56,7 +56,9 @@ SOURCE_TYPES = {
     "boolean": {"boolean"},
     "date": {"date"},
 }
-PARTITION_COLUMNS = ("date", "shard")  # from the paths, never stored in a file
+PARTITION_COLUMNS = ("date", "shard")
+# `meta.source: lake.<dataset>`: computed from a lake dataset, not exported from Postgres.
+LAKE_SOURCE = "lake"  # from the paths, never stored in a file
 # libyaml's safe loader when PyYAML has it: every command reads the project's ymls.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -75,6 +77,12 @@ class DatasetSpec:
     series: str
     time: str
     version: str
+
+    @property
+    def lake_source(self) -> str | None:
+        """The lake dataset this one is computed from (`source: lake.metrics/v1`, as
+        derived/v1 is), or None for a dataset exported from Postgres."""
+        return self.source_table if self.source_schema == LAKE_SOURCE else None
 
     @property
     def view_name(self) -> str:
@@ -294,6 +302,13 @@ def _spec(path: Path, model: dict[str, Any], meta: dict[str, Any],
         if types[column] != "timestamptz":
             raise fail(f"the {role} column {column} must be timestamptz")
     source = meta.get("source")
+    lake_source = str(source)[len(LAKE_SOURCE) + 1:] if str(source).startswith(
+        LAKE_SOURCE + ".") else None
+    if lake_source is not None and DATASET_NAME.match(lake_source):
+        return DatasetSpec(name=name, model=str(model.get("name")), source_name=str(source),
+                           source_schema=LAKE_SOURCE, source_table=lake_source,
+                           columns=tuple(columns), key=tuple(key), series=series, time=time,
+                           version=version)
     if source not in sources:
         raise fail(f"meta.source {source!r} is not a table of the project's sources "
                    f"({', '.join(sorted(sources))}): give <source>.<table>")

@@ -1,20 +1,54 @@
-"""Durable file operations: what makes a rename a commit that survives power loss."""
+"""Durable file operations: what makes a rename a commit that survives power loss.
+
+Every durable write in tslake goes through `flush_fd` (tests/test_durable.py checks that no
+other module calls fsync): on macOS, fsync(2) hands the data to the drive but leaves it in
+the drive's volatile cache, so a power cut after a "committed" rename can lose the file or
+the rename; fcntl(F_FULLFSYNC) asks the drive to flush that cache too. Filesystems that
+refuse it (some network or FAT volumes) get a plain fsync.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
+
+PLATFORM = sys.platform  # a module attribute, so a test can play macOS on Linux
+F_FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", 51)  # 51 in macOS's <sys/fcntl.h>
+
+
+def flush_fd(fd: int) -> None:
+    """Flush an open file's or directory's data and metadata to stable storage."""
+    if PLATFORM == "darwin":
+        try:
+            fcntl.fcntl(fd, F_FULLFSYNC)
+            return
+        except OSError:
+            pass  # refused by this filesystem: fsync is the best it offers
+    os.fsync(fd)
 
 
 def fsync_path(path: Path) -> None:
     """Flush a file's or a directory's contents and metadata to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        flush_fd(fd)
     finally:
         os.close(fd)
+
+
+def makedirs_durable(directory: Path) -> None:
+    """mkdir -p, flushing each new directory's parent so the entries survive a crash."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_path(new.parent)
 
 
 def durable_rename(src: Path, dst: Path) -> None:
@@ -26,7 +60,7 @@ def durable_rename(src: Path, dst: Path) -> None:
 def write_json_atomic(path: Path, document: Any) -> None:
     """Replace `path` with `document` so readers see the old or the new file, never a mix.
 
-    Temp file in the same directory, write, fsync, rename, fsync the directory; the temp
+    Temp file in the same directory, write, flush, rename, flush the directory; the temp
     file is removed if anything fails before the rename.
     """
     write_bytes_atomic(path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
@@ -39,7 +73,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            flush_fd(handle.fileno())
         durable_rename(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -85,6 +85,23 @@ def lake_lock(path: Path, timeout_seconds: float, purpose: str) -> Iterator[None
         _unwind_to(path, outer_depth)
 
 
+def holder(path: Path) -> str | None:
+    """Who holds the lock now (None: nobody), without taking it (`tslake doctor`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe_holder(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _describe_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")

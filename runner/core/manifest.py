@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from runner.core import generations
 from runner.core.durable import write_json_atomic
 from runner.errors import ConfigError, ManifestError
 
@@ -175,6 +176,16 @@ class Declaration(_Model):
     version: str
 
 
+class DerivedState(_Model):
+    """What derived/v1 was computed from (runner/ops/derived.py): each definition's hash
+    (a changed one recomputes that sensor, a missing one removes its rows) and the
+    metrics/v1 files already read (a file not among them holds input versions not yet
+    applied: new, late or updated rows, a backfill's or a compaction's output)."""
+
+    definitions: dict[str, str] = Field(default_factory=dict)
+    inputs_read: list[RelativePath] = Field(default_factory=list)
+
+
 class DatasetState(_Model):
     """One dataset's section: watermark, layout, partitions and bookkeeping."""
 
@@ -187,6 +198,7 @@ class DatasetState(_Model):
     last_run: dict[str, Any] | None = None
     last_compaction: LastCompaction | None = None
     backfill: BackfillRecord | None = None
+    derived: DerivedState | None = None  # derived/v1 only (SPEC section 8)
     pending_deletes: list[PendingDelete] = Field(default_factory=list)
     partitions: dict[CalendarDate, Partition] = Field(default_factory=dict)
 
@@ -256,8 +268,10 @@ def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:
                         "manifest written by this version")
 
 
-def load(path: Path) -> Manifest | None:
-    """The committed manifest, or None when the lake has never committed anything."""
+def load(path: Path, hot_root: Path | None = None) -> Manifest | None:
+    """The committed manifest, or None when the lake has never committed anything.
+    `hot_root`: TSLAKE_HOT_PATH, when `path` is not `<hot>/_state/manifest.json` (a kept
+    generation)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -268,11 +282,13 @@ def load(path: Path) -> Manifest | None:
     try:
         document = json.loads(raw)
     except ValueError:
-        raise ManifestError(f"manifest at {path} is not valid JSON: restore it from a backup, "
-                            "or move the lake aside and run `tslake backfill`") from None
+        raise ManifestError(f"manifest at {path} is not valid JSON: restore an earlier one "
+                            "with `tslake doctor --restore`, or move the lake aside and run "
+                            "`tslake backfill`") from None
     if not isinstance(document, dict) or not isinstance(document.get("datasets"), dict):
-        raise ManifestError(f"manifest at {path} has no 'datasets' object: restore it from a "
-                            "backup, or move the lake aside and run `tslake backfill`")
+        raise ManifestError(f"manifest at {path} has no 'datasets' object: restore an earlier "
+                            "one with `tslake doctor --restore`, or move the lake aside and "
+                            "run `tslake backfill`")
     document = migrate(document, path)
     try:
         loaded = Manifest.model_validate(document)
@@ -281,25 +297,41 @@ def load(path: Path) -> Manifest | None:
         where = "".join(f"[{part!r}]" if isinstance(part, int) else f".{part}"
                         for part in first["loc"])
         raise ManifestError(f"manifest at {path} is malformed at ${where}: {first['msg']}: "
-                            "restore it from a backup, or move the lake aside and run "
-                            "`tslake backfill`") from None
-    loaded._file_stamp = _stamp(path)
+                            "restore an earlier one with `tslake doctor --restore`, or move "
+                            "the lake aside and run `tslake backfill`") from None
+    check_hot_paths(loaded, path, path.parent.parent if hot_root is None else hot_root)
+    loaded._file_stamp = file_stamp(path)
     return loaded
+
+
+def check_hot_paths(document: Manifest, path: Path, hot: Path) -> None:
+    """Every hot file and pending delete must stay inside `<hot>/<dataset>` once symlinks
+    are followed (the hot root is the manifest's `_state/`'s parent): checked once here, so
+    no command reads or deletes a file outside the lake (cold files: runner/core/roots)."""
+    from runner.core.roots import Containment  # roots imports settings, which imports us
+
+    containment = Containment(path)
+    for name, entry in document.datasets.items():
+        root = hot / name
+        for relative in entry.committed_paths("hot") | {item.path for item in
+                                                         entry.pending_deletes}:
+            containment.inside(root, relative)
 
 
 def save(path: Path, document: Manifest) -> None:
     """Commit: bump the generation and replace the file atomically. Refuses when the file
     is not the one `document` was read from (another writer bypassed the lock)."""
-    if document._file_stamp != _stamp(path):
+    if document._file_stamp != file_stamp(path):
         raise ManifestError(f"{path} changed while this command was writing (another writer "
                             "bypassed the lock): nothing was committed; run the command again")
     document.generation += 1
     document.updated_at = rfc3339(utc_now())
     write_json_atomic(path, document.to_json())
-    document._file_stamp = _stamp(path)
+    document._file_stamp = file_stamp(path)
+    generations.keep(path, document.generation)
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         status = path.stat()
     except FileNotFoundError:

@@ -31,16 +31,16 @@ from typing import Any
 from runner.config import Settings
 from runner.core import iceberg, manifest, tiers
 from runner.core.datasets import DatasetSpec
-from runner.core.durable import durable_rename, fsync_path, write_json_atomic
+from runner.core.durable import durable_rename, fsync_path, makedirs_durable, write_json_atomic
 from runner.core.failpoints import failpoint
 from runner.core.lock import acquire, lake_lock
 from runner.core.manifest import FILE_KINDS, Manifest
+from runner.core.roots import dataset_root
 from runner.errors import ManifestError, PublishError, TslakeError
 from runner.readers import views
 
 log = logging.getLogger("tslake.publish")
 
-DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[a-z0-9_]+)*$")
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
@@ -53,17 +53,6 @@ class StagedFile:
     shard: int
     rows: int
     path: str
-
-
-def dataset_root(settings: Settings, dataset: str, location: str = "hot") -> Path:
-    if not DATASET_NAME.match(dataset):
-        raise PublishError(f"dataset name {dataset!r} is not like 'metrics/v1' "
-                           "(lowercase words separated by '/'): fix the model's meta.dataset")
-    base = settings.hot_path if location == "hot" else settings.cold_path
-    if base is None:
-        raise PublishError(f"dataset {dataset} has partitions in the cold tier but "
-                           "TSLAKE_COLD_PATH is not set: set it to the cold lake's path")
-    return base / dataset
 
 
 def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> Path:
@@ -167,7 +156,7 @@ def prepare_partitions(settings: Settings, dataset: str,
         if not _DATE.match(date) or not 0 <= shard < settings.shards:
             raise PublishError(f"partition date={date} shard={shard} is not valid for "
                                f"{dataset} ({settings.shards} shards)")
-        (root / f"date={date}" / f"shard={shard:02d}").mkdir(parents=True, exist_ok=True)
+        makedirs_durable(root / f"date={date}" / f"shard={shard:02d}")
 
 
 def publish_segments(settings: Settings, document: Manifest, dataset: str, *, run_id: str,
@@ -176,12 +165,14 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
                      replace_paths: frozenset[str] = frozenset(),
                      run_info: dict[str, Any] | None = None,
                      backfill: manifest.BackfillRecord | None = None,
+                     derived: manifest.DerivedState | None = None,
                      refresh_views: bool = True) -> dict[str, Any]:
     """Commit staged files (and the new watermark) with one manifest replace of `document`
     (the manifest the writer loaded under the lock, which this updates); the files of
     `replace_dates` and the files `replace_paths` (relative paths: a compaction's inputs)
     leave the manifest in the same commit and are deleted after it. `backfill`, when given,
-    becomes the dataset's backfill progress record in the same commit. `refresh_views=False`
+    becomes the dataset's backfill progress record in the same commit (`derived`, derived/v1's
+    record of its inputs and definitions, likewise). `refresh_views=False`
     leaves `_state/lake.duckdb` on an older commit (a backfill's days in between: readers
     see fewer days, never a missing file); a commit that deletes files always refreshes."""
     step = "compact_" if kind == "compact" else ""  # compaction has failpoints of its own
@@ -235,6 +226,8 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
         entry.last_run = summary
     if backfill is not None:
         entry.backfill = backfill
+    if derived is not None:  # derived/v1's inputs and definitions, in the same commit
+        entry.derived = derived
     due = manifest.take_due_deletes(entry, now, settings.delete_grace_seconds)
     if settings.delete_grace_seconds > 0:
         manifest.schedule_deletes(entry, replaced, now)

@@ -38,7 +38,7 @@ import duckdb
 
 from runner.config import Settings
 from runner.core import manifest
-from runner.core.durable import durable_rename, fsync_path, write_json_atomic
+from runner.core.durable import durable_rename, flush_fd, makedirs_durable, write_json_atomic
 from runner.core.object_store import ObjectStore, configure_duckdb, file_sha256
 from runner.errors import ColdTierError, ColdTierUnavailableError
 
@@ -176,13 +176,13 @@ def copy_verified(source: Path, target: Path, rows: int) -> None:
     tmp = target.with_name(target.name + ".tmp")
     digest = hashlib.sha256()
     try:
-        _makedirs_durable(target.parent)
+        makedirs_durable(target.parent)
         with open(source, "rb") as reader, open(tmp, "wb") as writer:
             while chunk := reader.read(_CHUNK):
                 digest.update(chunk)
                 writer.write(chunk)
             writer.flush()
-            os.fsync(writer.fileno())
+            flush_fd(writer.fileno())
         durable_rename(tmp, target)
         copied = file_sha256(target)
     except OSError as error:
@@ -347,12 +347,3 @@ def remove_empty_dirs(shard_dir: Path) -> None:
             return
 
 
-def _makedirs_durable(directory: Path) -> None:
-    """mkdir -p, fsyncing each new directory's parent so the entries survive a crash."""
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for new in reversed(missing):
-        new.mkdir(exist_ok=True)
-        fsync_path(new.parent)

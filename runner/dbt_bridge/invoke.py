@@ -32,11 +32,13 @@ def dataset_selector(dataset: str | None) -> str:
 
 
 def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any] | None = None,
-            dataset: str | None = None, macro_args: dict[str, Any] | None = None) -> Any:
+            dataset: str | None = None, macro_args: dict[str, Any] | None = None,
+            manifest: Any = None) -> Any:
     """Invoke `dbt <command>` on the repository's project and raise DbtRunError on failure;
     returns dbt's result object (for `parse`, the parsed manifest).
 
-    `macro_args` are the `--args` of `dbt run-operation <macro>`."""
+    `macro_args` are the `--args` of `dbt run-operation <macro>`. `manifest` is a project
+    dbt parsed before in this process (the service's worker): dbt then skips parsing."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import costs about a second
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -64,7 +66,7 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     from runner.dbt_bridge import plugin as dbt_plugin
 
     dbt_plugin.last_error = None
-    result = dbtRunner(callbacks=[forward]).invoke(args)
+    result = dbtRunner(manifest=manifest, callbacks=[forward]).invoke(args)
     if result.success:
         return result.result
     # run-operation swallows the plugin's exception; the plugin keeps the typed error.

@@ -21,7 +21,8 @@ import jinja2
 from runner.config import PROJECT_ROOT
 from runner.errors import ConfigError
 
-MACRO_FILES = ("macros/export/*.sql", "macros/lake/*.sql", "macros/parity/*.sql",
+MACRO_FILES = ("macros/derived/*.sql", "macros/export/*.sql", "macros/lake/*.sql",
+               "macros/parity/*.sql",
                "macros/postgres/*.sql")
 
 

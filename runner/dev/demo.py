@@ -1,5 +1,6 @@
 """`make demo`: an embedded Postgres with realistic farm metrics and forecasts, and the lake
-run end to end (datasets metrics/v1 and forecast_points/v1) with the same commands an
+run end to end (datasets metrics/v1, forecast_points/v1 and derived/v1, with the derived
+sensors of derived_sensors.yml) with the same commands an
 operator types. Prints each command before running it."""
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from runner.dev import devdb, synthetic
 BIN = Path(sys.executable).parent
 DAYS = 90
 SENSORS = 48
-DATASETS = ("metrics/v1", "forecast_points/v1")
+# derived/v1: the derived sensors of derived_sensors.yml (VPD, dew point, a meter total),
+# computed from the lake's metrics after each of its commits.
+DATASETS = ("metrics/v1", "forecast_points/v1", "derived/v1")
 FORECAST = "greenhouse-1/air-temp-forecast"
 
 
@@ -126,6 +129,11 @@ def main() -> None:
     run("tslake", "query", "--dataset", "forecast_points/v1", "--sensor", FORECAST,
         "--start", str(last + timedelta(days=1)), "--end", str(last + timedelta(days=2)),
         "--bucket", "6h", "--agg", "avg", env=env)
+
+    step("Derived sensors: the greenhouse's hourly vapour pressure deficit (derived/v1)")
+    run("tslake", "query", "--dataset", "derived/v1", "--sensor", "greenhouse-1/vpd-kpa",
+        "--start", str(last), "--end", str(last + timedelta(days=1)), "--bucket", "1h",
+        "--agg", "avg", env=env)
 
     for name in DATASETS:
         step(f"Parity of {name}: Postgres vs lake, exact, over the whole lake "

@@ -52,6 +52,7 @@ from runner.postgres.connection import (
 log = logging.getLogger("tslake.backfill")
 
 IN_FLIGHT_DAYS = 2  # days queued or being written at once: bounds memory and temp files
+MAX_BACKFILL_DAYS = 3650  # ten years: a larger `--days` / backfill_days is a typo
 MAX_FUTURE_DAYS = 3660  # days after today a backfill plans for rows with a future time
 
 
@@ -73,24 +74,40 @@ class PlannedDay:
     done: bool     # committed by the unfinished backfill this run resumes
 
 
+def backfill_window(days: int, today: str, last_date: str | None = None) -> tuple[str, str]:
+    """The first and last UTC date of a backfill: `today - days` to today (or to
+    `last_date`, the date of the latest row, when that is later: forecasts)."""
+    first = Date.fromisoformat(today[:10]) - timedelta(days=days)
+    last = max(Date.fromisoformat(today[:10]), Date.fromisoformat(last_date or today[:10]))
+    return first.isoformat(), last.isoformat()
+
+
 def plan_days(entry: DatasetState, days: int, replace_existing: bool, today: str,
-              last_date: str | None = None) -> tuple[list[PlannedDay], bool]:
-    """Every UTC date from `today - days` to `today` (or to `last_date`, the date of the
-    latest row, when that is later: forecasts), with what the manifest says of it; and
-    whether an unfinished backfill with the same days and replace_existing resumes."""
+              last_date: str | None = None, first_row_date: str | None = None,
+              ) -> tuple[list[PlannedDay], bool, int]:
+    """The dates of the window (`backfill_window`) that hold data, with what the manifest
+    says of each; whether an unfinished backfill with the same days and replace_existing
+    resumes; and how many leading dates were left out because they hold nothing.
+
+    The plan is bounded by the data, not by `days`: dates before `first_row_date` (the
+    source's first row in the window; None: no row at all) are planned only when the lake
+    has files there (a replacing backfill must empty them)."""
     record = entry.backfill
     resume = (record is not None and record.status == "running" and record.days == days
               and record.replace_existing == replace_existing)
     done = set(record.committed_dates) if resume and record is not None else set()
-    first = Date.fromisoformat(today[:10]) - timedelta(days=days)
-    last = max(Date.fromisoformat(today[:10]), Date.fromisoformat(last_date or today[:10]))
-    plan = []
-    for offset in range((last - first).days + 1):
-        day = first + timedelta(days=offset)
-        text = day.isoformat()
-        plan.append(PlannedDay(text, (day + timedelta(days=1)).isoformat(),
-                               text in entry.partitions, text in done))
-    return plan, resume
+    first, last = backfill_window(days, today, last_date)
+    known = set(entry.partitions) | done
+    start = last if first_row_date is None else min(max(first, first_row_date), last)
+    dates = sorted(date for date in known
+                   if first <= date < start or (first_row_date is None and date == last))
+    if first_row_date is not None:
+        day, end = Date.fromisoformat(start), Date.fromisoformat(last)
+        dates += [(day + timedelta(days=n)).isoformat() for n in range((end - day).days + 1)]
+    plan = [PlannedDay(date, (Date.fromisoformat(date) + timedelta(days=1)).isoformat(),
+                       date in entry.partitions, date in done) for date in dates]
+    empty = (Date.fromisoformat(last) - Date.fromisoformat(first)).days + 1 - len(plan)
+    return plan, resume, empty
 
 
 def run_backfill(settings: Settings, conn: duckdb.DuckDBPyConnection, document: Manifest,
@@ -107,23 +124,26 @@ def run_backfill(settings: Settings, conn: duckdb.DuckDBPyConnection, document: 
                           "unknown, so no first watermark is safe: COMMIT PREPARED or ROLLBACK "
                           "PREPARED them, then run the backfill again")
     cap = entry.computed_through_ts or stable.stable_hi
-    plan, resume = plan_days(entry, days, replace_existing, stable.postgres_now,
-                             _last_date(conn, spec, cap, stable.postgres_now))
+    last_date = _last_date(conn, spec, cap, stable.postgres_now)
+    first, last = backfill_window(days, stable.postgres_now, last_date)
+    # Discovery over the whole window finds each series' first row in it: days before the
+    # earliest of them hold nothing to read (a table younger than the horizon), and are not
+    # planned: the plan and its memory grow with the days that hold data, not with `days`.
+    select_window(conn, hi=cap, ts_from=f"{first}T00:00:00Z",
+                  ts_to=f"{(Date.fromisoformat(last) + timedelta(days=1)).isoformat()}T00:00:00Z")
+    row = conn.execute(f"select strftime(min({spec.time}), '%Y-%m-%d') from ({model_sql}) "
+                       "as first_rows").fetchone()
+    first_row_date = row[0] if row else None
+    plan, resume, empty = plan_days(entry, days, replace_existing, stable.postgres_now,
+                                    last_date, first_row_date)
     todo = [day for day in plan if not day.done and (replace_existing or not day.in_lake)]
     skipped = [] if replace_existing else [d.date for d in plan if d.in_lake and not d.done]
     run = BackfillRun(settings, conn, document, dataset=spec.name, run_id=run_id, cap=cap,
                       days=days, replace_existing=replace_existing, resume=resume,
-                      first_date=plan[0].date, last_date=plan[-1].date,
+                      first_date=first, last_date=last,
                       todo=[day.date for day in todo], skipped=skipped,
-                      done=[day.date for day in plan if day.done])
+                      done=[day.date for day in plan if day.done], empty=empty)
     try:
-        # Discovery over the whole window finds each series' first row in it: days before
-        # the earliest of them hold nothing to read (a table younger than the horizon).
-        select_window(conn, hi=cap, ts_from=f"{plan[0].date}T00:00:00Z",
-                      ts_to=f"{plan[-1].next_date}T00:00:00Z")
-        row = conn.execute(f"select strftime(min({spec.time}), '%Y-%m-%d') from ({model_sql}) "
-                           "as first_rows").fetchone()
-        first_row_date = row[0] if row else None
         root = publish.dataset_root(settings, spec.name)
         for day in todo:
             tasks = []
@@ -185,7 +205,7 @@ class BackfillRun:
     def __init__(self, settings: Settings, conn: duckdb.DuckDBPyConnection, document: Manifest,
                  *, dataset: str, run_id: str, cap: str, days: int, replace_existing: bool,
                  resume: bool, first_date: str, last_date: str, todo: list[str],
-                 skipped: list[str], done: list[str]) -> None:
+                 skipped: list[str], done: list[str], empty: int = 0) -> None:
         self.settings, self.dataset, self.run_id = settings, dataset, run_id
         self.document, self.cap, self.replace = document, cap, bool(replace_existing)
         self._closed = False
@@ -204,8 +224,10 @@ class BackfillRun:
         conn.execute("set threads = 1")
         self.record = self._start_record(days, resume, first_date, last_date)
         self.tracker = progress.BackfillTracker(
-            dataset=dataset, run_id=run_id, days_total=len(todo) + len(skipped) + len(done),
-            todo=len(todo), skipped=len(skipped), done_before=len(done), resumed=resume)
+            dataset=dataset, run_id=run_id,
+            days_total=len(todo) + len(skipped) + len(done) + empty,
+            todo=len(todo), skipped=len(skipped) + empty, done_before=len(done),
+            resumed=resume)  # skipped: in the lake already, or before the first row
         progress.emit(self.tracker.begin_event(cap=cap, replace_existing=self.replace,
                                                first_date=first_date, last_date=last_date))
 

@@ -48,6 +48,9 @@ def run_parity(settings: Settings, dataset: str, *, start: datetime | None = Non
     Returns the report (JSON-able); `report["verdict"]` is "match" or "mismatch"."""
     began = time.monotonic()
     (spec,) = datasets.select(settings.datasets, dataset)
+    if spec.lake_source is not None:  # derived/v1: recomputed from Postgres, per bucket
+        from runner.derived.parity import run_derived_parity
+        return run_derived_parity(settings, spec, start=start, end=end, sensors=sensors)
     document = manifest.load(settings.manifest_path)
     entry = document.datasets.get(dataset) if document is not None else None
     if entry is None or not entry.computed_through_ts or not entry.partitions:

@@ -16,7 +16,7 @@ import duckdb
 
 from runner.cli_params import days_in
 from runner.config import Settings
-from runner.core import manifest, tiers
+from runner.core import manifest, roots, tiers
 from runner.core.datasets import DatasetSpec
 from runner.dbt_bridge import sqlmacros
 from runner.errors import ConfigError, ManifestError, SourceError
@@ -50,34 +50,22 @@ def committed_files(settings: Settings, dataset: str,
         per_shard_day[date, file.shard] = per_shard_day.get((date, file.shard), 0) + 1
     cold_objects = _cold_objects(settings, dataset, entry)
     found = []
+    containment = roots.Containment(settings.manifest_path)
     for date, partition, file in listed:
+        path = roots.file_location(settings, dataset, partition.location, file.path,
+                                   containment)
         if partition.location == "cold" and cold_objects is not None:
             found.append(CommittedFile(
-                date=date, shard=file.shard, location="cold",
-                path=tiers.file_location(settings, dataset, "cold", file.path), rows=file.rows,
+                date=date, shard=file.shard, location="cold", path=path, rows=file.rows,
                 files_in_shard_day=per_shard_day[date, file.shard],
                 on_disk=file.path in cold_objects))
             continue
-        root = _root(settings, dataset, partition.location)
-        path = root / file.path
-        on_disk = path.exists()
-        if on_disk and not path.resolve().is_relative_to(root.resolve()):
-            raise ManifestError(f"manifest at {settings.manifest_path} lists {file.path} of "
-                                f"{dataset}, which leads outside {root}: restore the manifest "
-                                "from a backup, or remove the link")
+        on_disk = Path(path).exists()
         found.append(CommittedFile(date=date, shard=file.shard, location=partition.location,
-                                   path=str(path), rows=file.rows,
+                                   path=path, rows=file.rows,
                                    files_in_shard_day=per_shard_day[date, file.shard],
                                    on_disk=on_disk))
     return sorted(found, key=lambda f: (f.date, f.shard, f.path))
-
-
-def _root(settings: Settings, dataset: str, location: str) -> Path:
-    """A tier's dataset root; a cold tier that is unset or not mounted is
-    ColdTierUnavailableError (named as such: nothing is missing, no repair)."""
-    if location == "cold":
-        return tiers.cold_root(settings, dataset)
-    return settings.hot_path / dataset
 
 
 def _cold_objects(settings: Settings, dataset: str,

@@ -29,6 +29,14 @@ def sql_literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _parse_dsn(setting: str, dsn: str) -> dict[str, str | int | None]:
+    try:
+        return conninfo_to_dict(dsn) if dsn else {}
+    except Exception:  # psycopg raises ProgrammingError with the DSN in its text
+        raise ConfigError(f"{setting} is not a valid libpq connection string or URI: "
+                          "check its syntax (e.g. 'host=db port=5432 dbname=farm')") from None
+
+
 def postgres_extension_file() -> Path:
     """The extension binary shipped in the `duckdb-extension-postgres` wheel."""
     return wheel_extension_file(duckdb_extension_postgres.__file__, "postgres")
@@ -49,19 +57,18 @@ def wheel_extension_file(package_init: str, name: str) -> Path:
 class SourceConninfo:
     """Where Postgres is: `TSLAKE_PG_DSN`, else libpq's own PG* variables and ~/.pgpass."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *,
+                 primary_dsn: str | None = None) -> None:
         env = os.environ if env is None else env
-        dsn = env.get("TSLAKE_PG_DSN", "")
-        try:
-            params = conninfo_to_dict(dsn) if dsn else {}
-        except Exception:  # psycopg raises ProgrammingError with the DSN in its text
-            raise ConfigError("TSLAKE_PG_DSN is not a valid libpq connection string or URI: "
-                              "check its syntax (e.g. 'host=db port=5432 dbname=farm')") from None
+        params = _parse_dsn("TSLAKE_PG_DSN", env.get("TSLAKE_PG_DSN", ""))
         # Spelled out (not left to libpq's own lookup) so that the environment given here is
         # the one used, and messages can say where tslake connects.
         for variable, key in _LIBPQ_VARIABLES.items():
             if env.get(variable):
                 params.setdefault(key, env[variable])
+        # The primary of a standby source (TSLAKE_PRIMARY_DSN): the source's parameters
+        # with the keys it names replaced, so `host=primary.example` alone is enough.
+        params.update(_parse_dsn("TSLAKE_PRIMARY_DSN", primary_dsn or ""))
         password = params.pop("password", None)
         self.password: str | None = None if password is None else str(password)
         params.setdefault("application_name", APPLICATION_NAME)
@@ -75,6 +82,27 @@ class SourceConninfo:
 
     def redact(self, text: str) -> str:
         return text.replace(self.password, "***") if self.password else text
+
+
+def known_passwords(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The passwords of the source and of a standby source's primary (TSLAKE_PRIMARY_DSN),
+    for the log's redaction; settings too malformed to parse yield none."""
+    env = os.environ if env is None else env
+    found = []
+    for primary_dsn in (None, env.get("TSLAKE_PRIMARY_DSN") or None):
+        try:
+            password = SourceConninfo(env, primary_dsn=primary_dsn).password
+        except ConfigError:
+            continue
+        if password and password not in found:
+            found.append(password)
+    return tuple(found)
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    for password in known_passwords(env):
+        text = text.replace(password, "***")
+    return text
 
 
 def configure_database(conn: duckdb.DuckDBPyConnection, settings: Settings,
@@ -97,19 +125,22 @@ def configure_database(conn: duckdb.DuckDBPyConnection, settings: Settings,
         attach_source(conn, source)
 
 
-def attach_source(conn: duckdb.DuckDBPyConnection, source: SourceConninfo) -> None:
+def attach_source(conn: duckdb.DuckDBPyConnection, source: SourceConninfo, *,
+                  catalog: str = SOURCE_CATALOG, what: str = "Postgres",
+                  settings_hint: str = "PGHOST/PGPORT/PGDATABASE/PGUSER or TSLAKE_PG_DSN") -> None:
+    """Attach `source` read-only as `catalog` (the source, or a standby's primary)."""
     options = "TYPE postgres, READ_ONLY"
     if source.password is not None:
-        conn.execute("CREATE OR REPLACE TEMPORARY SECRET tslake_source "
+        secret = f"tslake_{catalog}"
+        conn.execute(f"CREATE OR REPLACE TEMPORARY SECRET {secret} "
                      f"(TYPE postgres, PASSWORD {sql_literal(source.password)})")
-        options += ", SECRET tslake_source"
+        options += f", SECRET {secret}"
     try:
-        conn.execute(f"ATTACH {sql_literal(source.conninfo)} AS {SOURCE_CATALOG} ({options})")
+        conn.execute(f"ATTACH {sql_literal(source.conninfo)} AS {catalog} ({options})")
     except duckdb.Error as error:
         reason = " ".join(source.redact(str(error)).split(": ", 2)[-1].split())
-        raise SourceError(f"cannot connect to Postgres ({source.describe()}): {reason}; check "
-                          "PGHOST/PGPORT/PGDATABASE/PGUSER or TSLAKE_PG_DSN, and that the "
-                          "server is running") from None
+        raise SourceError(f"cannot connect to {what} ({source.describe()}): {reason}; check "
+                          f"{settings_hint}, and that the server is running") from None
 
 
 def configure_session(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:

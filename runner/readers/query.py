@@ -34,6 +34,7 @@ AGGREGATES = {"avg": "avg(value)", "min": "min(value)", "max": "max(value)",
               "last": "arg_max(value, {time})", "median": "median(value)",
               "stddev": "stddev_samp(value)"}
 VALUE_COLUMN = "value"
+MAX_BUCKET_SECONDS = 31 * 86400  # a bucket from 1 s to 31 days (README, "Commands")
 
 
 def shard_of(sensor_id: str, shards: int) -> int:
@@ -46,7 +47,10 @@ def parse_bucket(text: str) -> int:
     match = _BUCKET.match(text)
     if not match:
         raise ConfigError(f"--bucket {text!r} is not a duration like 30s, 5m, 1h or 1d")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1_000_000
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_BUCKET_SECONDS:
+        raise ConfigError(f"--bucket {text!r} is longer than 31 days: choose from 1s to 31d")
+    return seconds * 1_000_000
 
 
 def files_for(settings: Settings, dataset: str, entry: DatasetState, sensors: list[str],
@@ -79,6 +83,7 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
         raise ConfigError(f"--agg {agg!r} is not one of {', '.join(AGGREGATES)}")
     width = parse_bucket(bucket) if bucket else None
     (spec,) = datasets.select(settings.datasets, dataset)
+    _refuse_derived_ids(settings, spec, sensors)
     document = manifest.load(settings.manifest_path)
     entry = document.datasets.get(dataset) if document is not None else None
     if entry is None:
@@ -120,6 +125,23 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
             f"order by {series_column}, bucket_us", params)
 
 
+def _refuse_derived_ids(settings: Settings, spec: DatasetSpec, sensors: list[str]) -> None:
+    """A derived sensor's id asked of a measured dataset: say where its rows are."""
+    if spec.lake_source is not None:
+        return
+    from runner.derived import definitions  # only read when a query might name one
+
+    try:
+        derived_ids = {d.id for d in definitions.load(settings.derived_sensors)}
+    except ConfigError:  # an invalid file is the tick's error to report, not the query's
+        return
+    hits = [sensor for sensor in sensors if sensor in derived_ids]
+    if hits:
+        raise ConfigError(f"--sensor {hits[0]} is a derived sensor ({settings.derived_sensors}): "
+                          f"its rows are in dataset derived/v1, not {spec.name}: add "
+                          "--dataset derived/v1")
+
+
 def series(settings: Settings, *, dataset: str, sensors: list[str], start: datetime,
            end: datetime, bucket: str | None, agg: str) -> duckdb.DuckDBPyRelation:
     """The rows (or buckets) as a DuckDB relation on a new UTC connection (no rows: an
@@ -129,4 +151,34 @@ def series(settings: Settings, *, dataset: str, sensors: list[str], start: datet
     conn = duckdb.connect()
     conn.execute("set TimeZone = 'UTC'")
     tiers.enable_cold_reads(conn, settings)
+    check_known(conn, settings, dataset, sensors, start, end)
     return conn.query(query, params=params)
+
+
+def check_known(conn: duckdb.DuckDBPyConnection, settings: Settings, dataset: str,
+                sensors: list[str], start: datetime, end: datetime) -> None:
+    """An id the lake holds nowhere (no row on any date) is exit 2 naming it (README,
+    "Commands"). Only the series column of the ids' shards is read: the window's files
+    first, every date's only for ids not found there (files are sorted by series, so
+    row-group statistics skip the rest)."""
+    (spec,) = datasets.select(settings.datasets, dataset)
+    document = manifest.load(settings.manifest_path)
+    entry = document.datasets.get(dataset) if document is not None else None
+    if entry is None:
+        return
+    column = views.identifier(spec.series)
+    missing = list(sensors)
+    for lo, hi in ((start, end), (datetime.min.replace(tzinfo=start.tzinfo),
+                                  datetime.max.replace(tzinfo=start.tzinfo))):
+        single, multi = files_for(settings, dataset, entry, missing, lo, hi)
+        if single or multi:
+            found = {row[0] for row in conn.execute(
+                f"select distinct {column} from read_parquet($files) "
+                f"where {column} in (select unnest($sensors))",
+                {"files": single + multi, "sensors": missing}).fetchall()}
+            missing = [sensor for sensor in missing if sensor not in found]
+        if not missing:
+            return
+    raise ConfigError(f"--sensor: dataset {dataset} has no {spec.series} "
+                      f"{', '.join(repr(name) for name in missing[:5])} on any date: check the "
+                      "ids (`tslake inspect` lists the dates; --dataset picks another dataset)")

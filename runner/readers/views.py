@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 import duckdb
 
 from runner.config import Settings
-from runner.core import datasets, tiers
+from runner.core import datasets, roots, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path
 from runner.core.manifest import DatasetState, Manifest
@@ -101,12 +101,13 @@ def files_by_overlap(settings: Settings, dataset: str, entry: DatasetState,
     """Absolute paths of the committed files of the shard-days `keep(date, shard)` accepts:
     (shard-days with one file, shard-days with more; only the latter need dedupe)."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    containment = roots.Containment(settings.manifest_path)
     for date, partition, file in entry.files_of():
         if not keep(date, file.shard):
             continue
         # A cold tier that is unset or not mounted: ColdTierUnavailableError, naming it.
-        groups[(date, file.shard)].append(
-            tiers.file_location(settings, dataset, partition.location, file.path))
+        groups[(date, file.shard)].append(roots.file_location(
+            settings, dataset, partition.location, file.path, containment))
     single = sorted(paths[0] for paths in groups.values() if len(paths) == 1)
     multi = sorted(path for paths in groups.values() if len(paths) > 1 for path in paths)
     return single, multi
@@ -190,7 +191,7 @@ def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
         lines.append(f"-- {name}: watermark {entry.computed_through_ts}")
         lines.append(lake_view_sql(settings, name, entry))
         lines.append(shard_macro_sql(name, entry))
-        if fresh:
+        if fresh and reader_spec(name, entry).lake_source is None:  # derived: no source table
             lines.append(fresh_view_sql(settings, name, entry))
     return "\n".join(lines)
 

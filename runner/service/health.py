@@ -43,6 +43,8 @@ class ServiceHealth:
     failures: int = 0
     consecutive_failures: int = 0
     watermarks: dict[str, str | None] = field(default_factory=dict)
+    # Datasets whose last tick held the watermark: {name: {"reason", "message"}}.
+    held: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lag_seconds(self) -> float | None:
@@ -71,6 +73,7 @@ class ServiceHealth:
                 "lag_seconds": None if lag is None else round(lag, 3),
                 "stale_after_seconds": self.stale_after_seconds,
                 "watermarks": dict(self.watermarks),
+                "watermark_held": dict(self.held),
                 "last_tick": None if self.last is None else {
                     "started_at": _rfc3339(self.last.started_at),
                     "finished_at": _rfc3339(self.last.finished_at),
@@ -112,6 +115,16 @@ class ServiceMetrics:
         self.last_success = Gauge("tslake_last_success_timestamp_seconds",
                                   "Unix time of the last successful tick.", registry=self.registry)
 
+        self.watermark_held = Gauge(
+            "tslake_watermark_held", "1 while a dataset's last tick held its watermark, by "
+            "reason (clock_behind, standby_replay, prepared_transactions).",
+            ["dataset", "reason"], registry=self.registry)
+
+    def refresh_holds(self, held: dict[str, dict[str, str]]) -> None:
+        self.watermark_held.clear()
+        for name, hold in held.items():
+            self.watermark_held.labels(name, hold["reason"]).set(1)
+
     def record(self, outcome: TickOutcome) -> None:
         self.ticks.labels(result="ok" if outcome.ok else "error").inc()
         self.duration.observe(outcome.finished_at - outcome.started_at)
@@ -127,6 +140,12 @@ class ServiceMetrics:
             for date, partition in entry.partitions.items():
                 self.partition_files.labels(name, date, partition.location).set(
                     partition.file_count)
+
+
+def held_watermarks(document: manifest.Manifest) -> dict[str, dict[str, str]]:
+    """The datasets whose last tick held the watermark, and why (from the manifest)."""
+    return {name: entry.last_run["held"] for name, entry in document.datasets.items()
+            if entry.last_run and isinstance(entry.last_run.get("held"), dict)}
 
 
 def serve(health: ServiceHealth, metrics: ServiceMetrics, host: str,

@@ -1,13 +1,17 @@
 """`tslake run`: the replication service loop.
 
-Every interval it runs one `tslake tick` as a child process (the tick, and whatever the
-tick triggers), records the outcome for /healthz and /metrics, and backs off after
+Every interval it runs one tick (the tick, and whatever the tick triggers) in a child
+process, records the outcome for /healthz and /metrics, and backs off after
 failures. The watermark only moves when a tick commits, so a failed tick loses nothing.
 SIGTERM/SIGINT: the tick in progress finishes (or, if idle, one final tick runs), then the
 service exits 0.
 
-A child process per tick keeps a wedged DuckDB or Postgres connection from outliving its
-tick; the child runs in its own session so a terminal's Ctrl-C cannot cut a publish short.
+The child is a long-lived tick worker (runner/service/worker.py: dbt's project parsed
+once, DuckDB set up once), killed and replaced when a tick passes its deadline, after a
+failed tick, and every `worker_ticks` ticks; so a wedged DuckDB or Postgres connection
+still cannot outlive its tick. With `worker_ticks=0` every tick is its own `tslake tick`
+process instead. Either child runs in its own session so a terminal's Ctrl-C cannot cut a
+publish short, and its stderr passes through `_child_output`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from types import FrameType
 
 from runner.config import Settings
 from runner.core import manifest
-from runner.service.health import ServiceHealth, ServiceMetrics, TickOutcome, serve
+from runner.service.health import (
+    ServiceHealth,
+    ServiceMetrics,
+    TickOutcome,
+    held_watermarks,
+    serve,
+)
+from runner.service.worker import DEFAULT_MAX_TICKS, TickReply, TickWorker
 
 log = logging.getLogger("tslake.service")
 
@@ -32,7 +43,7 @@ MAX_BACKOFF_SECONDS = 300.0
 
 class ReplicationService:
     def __init__(self, settings: Settings, *, interval_seconds: float, http_host: str,
-                 http_port: int | None) -> None:
+                 http_port: int | None, worker_ticks: int = DEFAULT_MAX_TICKS) -> None:
         self.settings = settings
         self.interval = interval_seconds
         self.http = (http_host, http_port) if http_port is not None else None
@@ -42,6 +53,9 @@ class ReplicationService:
         self.stopping = threading.Event()
         # A tick is worth at most this long; past it the child is killed (crash-safe).
         self.tick_timeout = max(300.0, 10 * interval_seconds)
+        self.worker_ticks = worker_ticks
+        self.worker: TickWorker | None = None
+        self.child_env: dict[str, str] | None = None  # the children's environment (tests)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -56,6 +70,7 @@ class ReplicationService:
                 outcome = self.tick()
                 if self.stopping.is_set():  # the signal came during that tick: it finished
                     break
+                self._start_worker()  # a replacement starts up while the service waits
                 delay = self.interval if outcome.ok else self._backoff()
                 self.health.next_tick_at = time.time() + delay
                 if self.stopping.wait(delay):
@@ -63,6 +78,8 @@ class ReplicationService:
                     self.tick()
                     break
         finally:
+            if self.worker is not None:
+                self.worker.close()
             if server is not None:
                 server.shutdown()
         log.info("service stopped")
@@ -71,24 +88,52 @@ class ReplicationService:
     def tick(self) -> TickOutcome:
         started = time.time()
         self.health.next_tick_at = None
-        command = [sys.executable, "-m", "runner.cli", "tick"]
-        try:
-            child = subprocess.run(command, capture_output=True, text=True,
-                                   timeout=self.tick_timeout, start_new_session=True)
-            ok, stdout, stderr = child.returncode == 0, child.stdout, child.stderr
-            sys.stderr.write(stderr)  # the child's own log lines, already one per event
-        except subprocess.TimeoutExpired:
-            ok, stdout, stderr = False, "", f"tick killed after {self.tick_timeout:g} s"
-        outcome = TickOutcome(started_at=started, finished_at=time.time(), ok=ok)
-        if ok:
-            summaries = json.loads(stdout or "{}").values()
+        reply = self._tick_in_worker() if self.worker_ticks > 0 else self._tick_in_process()
+        outcome = TickOutcome(started_at=started, finished_at=time.time(), ok=reply.ok)
+        if reply.ok:
+            summaries = reply.summary.values()
             outcome.rows = sum(int(s.get("rows", 0)) for s in summaries if s)
             outcome.files = sum(int(s.get("files", 0)) for s in summaries if s)
             outcome.compactions = sum(int(s.get("compactions", 0)) for s in summaries if s)
         else:
-            outcome.error = _last_line(stderr) or f"tick exited {child.returncode}"
+            outcome.error = reply.error
         self._record(outcome)
         return outcome
+
+    def _tick_in_worker(self) -> TickReply:
+        self._start_worker()
+        assert self.worker is not None
+        reply = self.worker.tick(self.tick_timeout)
+        if not reply.ok or self.worker.ticks >= self.worker_ticks or not self.worker.alive():
+            # After a failure nothing the worker holds is trusted (a connection to a
+            # restarted Postgres, a half-set-up DuckDB): the next tick gets a new one.
+            self.worker.close()
+            self.worker = None
+        return reply
+
+    def _start_worker(self) -> None:
+        if self.worker_ticks > 0 and self.worker is None:
+            self.worker = TickWorker(self._child_output, env=self.child_env)
+
+    def _tick_in_process(self) -> TickReply:
+        command = [sys.executable, "-m", "runner.cli", "tick"]
+        try:
+            child = subprocess.run(command, capture_output=True, text=True,
+                                   timeout=self.tick_timeout, start_new_session=True,
+                                   env=self.child_env)
+        except subprocess.TimeoutExpired:
+            return TickReply(False, error=f"tick killed after {self.tick_timeout:g} s")
+        for line in child.stderr.splitlines(keepends=True):
+            self._child_output(line)
+        if child.returncode == 0:
+            return TickReply(True, json.loads(child.stdout or "{}"))
+        return TickReply(False, error=_last_line(child.stderr)
+                         or f"tick exited {child.returncode}")
+
+    def _child_output(self, line: str) -> None:
+        """Every line a tick's child writes on stderr: its own log lines, one per event."""
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
     def _record(self, outcome: TickOutcome) -> None:
         with self.health.lock:
@@ -121,7 +166,9 @@ class ReplicationService:
         with self.health.lock:
             self.health.watermarks = {name: entry.computed_through_ts
                                       for name, entry in document.datasets.items()}
+            self.health.held = held_watermarks(document)
         self.metrics.refresh_partitions(document)
+        self.metrics.refresh_holds(self.health.held)
 
     def _backoff(self) -> float:
         failures = self.health.consecutive_failures
