@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from datetime import datetime
@@ -37,8 +38,10 @@ from runner.ops.repair import run_repair
 from runner.ops.retention import run_retention
 from runner.postgres.connection import known_passwords, redact
 from runner.readers.inspect import inspect_lake
-from runner.readers.output import write_result
+from runner.readers.output import OUTPUT_FORMATS, output_format_for, write_result
 from runner.readers.query import AGGREGATES, series
+from runner.readers.status import lake_status
+from runner.readers.status import render_table as render_status_table
 from runner.readers.views import render_sql as render_views_sql
 from runner.service import logs
 from runner.service.launchd import (
@@ -77,16 +80,30 @@ def _last_runs(settings: Settings, names: list[str]) -> dict[str, Any]:
     return {name: entries[name].last_run for name in names if name in entries}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.version_option(__version__, prog_name="tslake")
 @click.option("--debug", is_flag=True, expose_value=False,
               help="On a failure, print the traceback too (also anywhere after the command).")
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail too.")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="Log lines on stderr as JSON or text; default: JSON unless stderr is a "
+                   "terminal.")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: bool, log_format: str | None) -> None:
     """Keep a Parquet analysis lake in step with a Postgres time-series table.
 
     Settings come from the environment (TSLAKE_DATA_ROOT, TSLAKE_HOT_PATH, ...; libpq's PG*
     variables or TSLAKE_PG_DSN for Postgres). See README.md.
     """
+    if ctx.invoked_subcommand is None:  # plain `tslake`: the help, on stdout, exit 0
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose cannot be combined: choose one")
+    logs.adjust(level=logging.WARNING if quiet else logging.DEBUG if verbose else None,
+                json_lines=None if log_format is None else log_format == "json")
 
 
 @cli.command()
@@ -144,7 +161,12 @@ def compact(dataset: str | None, day: str | None) -> None:
     and are deleted after it. (After a tick, `dbt run` compacts only shard-days with more
     than TSLAKE_COMPACT_MIN_FILES files.) Prints what was compacted as JSON.
     """
-    _print_json(compact_lake(_settings(), dataset=dataset, date=day))
+    with progress.condensed("compact") as condenser:
+        report = compact_lake(_settings(), dataset=dataset, date=day)
+    condenser.done(", ".join(f"{name} {item['shard_days']} shard-day(s), {item['files_in']} "
+                             f"files into {item['shard_days']}" for name, item in report.items())
+                   or "nothing to compact")
+    _print_json(report)
 
 
 @cli.command()
@@ -204,11 +226,13 @@ def launchd_install(mode: str, user: str | None, data_root: Path | None, dry_run
 
 @cli.command()
 @DATASET_OPTION
-def inspect(dataset: str | None) -> None:
+@click.option("--date", "day", type=DATE, default=None,
+              help="Only this UTC date's partition; default: every date.")
+def inspect(dataset: str | None, day: str | None) -> None:
     """Print the lake as JSON: paths, watermarks, per-date files, bytes and rows."""
     settings = _settings()
     names = _covered(settings, dataset) if dataset is not None else None
-    report = inspect_lake(settings)
+    report = inspect_lake(settings, date=day)
     if names is not None:
         report["datasets"] = {name: stats for name, stats in report["datasets"].items()
                               if name in names}
@@ -218,12 +242,35 @@ def inspect(dataset: str | None) -> None:
             click.echo(f"warning: {stats['cold_unreachable']['reason']}", err=True)
 
 
+# --- tslake status (issue 14) -------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON instead.")
+def status(as_json: bool) -> None:
+    """Is the lake fresh? Per dataset the watermark, lag, days, files and rows, the last
+    tick the service recorded, and the current problems in words; no service needed.
+
+    Exit 0 when fresh, 4 when degraded (the last tick failed), 5 when stale (a watermark
+    older than 2 x interval + lag + 60 s, or nothing committed): a health check for cron,
+    launchd and humans.
+    """
+    report = lake_status(_settings())
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(render_status_table(report))
+    sys.exit(report.exit_code)
+# --- end tslake status ----------------------------------------------------------------------
+
+
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the SQL to this file instead of stdout.")
 @click.option("--no-fresh", is_flag=True,
               help="Leave out the *_fresh views (which need Postgres attached as `pg`).")
-def views(out: Path | None, no_fresh: bool) -> None:
+@click.option("--no-attach", is_flag=True,
+              help="Do not install the postgres extension nor attach Postgres as `pg` in the "
+                   "file: the session does it itself.")
+def views(out: Path | None, no_fresh: bool, no_attach: bool) -> None:
     """Print DuckDB views over exactly the committed files: `metrics` (newest version per
     key, hot and cold) and `metrics_fresh` (plus Postgres rows past the watermark).
 
@@ -234,7 +281,7 @@ def views(out: Path | None, no_fresh: bool) -> None:
     document = load_manifest(settings.manifest_path)
     if document is None:
         raise ConfigError(f"no lake at {settings.hot_path}: run `tslake tick` first")
-    sql = render_views_sql(settings, document, fresh=not no_fresh)
+    sql = render_views_sql(settings, document, fresh=not no_fresh, attach=not no_attach)
     if out is None:
         click.echo(sql)
     else:
@@ -243,7 +290,7 @@ def views(out: Path | None, no_fresh: bool) -> None:
 
 
 @cli.command()
-@click.option("--sensor", "sensors", required=True, metavar="ID[,ID...]",
+@click.option("--sensor", "--sensor-ids", "sensors", required=True, metavar="ID[,ID...]",
               help="Series id(s) of the dataset's series column (sensor_id for metrics/v1, "
                    "series_id for forecast_points/v1), comma-separated.")
 @click.option("--start", type=TIME, required=True,
@@ -251,24 +298,34 @@ def views(out: Path | None, no_fresh: bool) -> None:
 @click.option("--end", type=TIME, required=True, help="End, exclusive (RFC 3339 or YYYY-MM-DD).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Downsample into buckets like 30s, 5m, 1h, 1d.")
-@click.option("--agg", default="avg", show_default=True, type=click.Choice(sorted(AGGREGATES)),
-              help="Aggregate per bucket (with --bucket).")
-@click.option("--format", "output_format", default="table", show_default=True,
-              type=click.Choice(["table", "csv", "json", "parquet"]), help="Output format.")
+@click.option("--agg", default=None, type=click.Choice(sorted(AGGREGATES)),
+              help="Aggregate per bucket (needs --bucket; default avg).")
+@click.option("--format", "output_format", default=None,
+              type=click.Choice(OUTPUT_FORMATS),
+              help="Output format; default: --out's extension (.csv, .json, .parquet), else "
+                   "table.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write to this file (required for parquet).")
 @click.option("--dataset", default="metrics/v1", show_default=True, help="Dataset to read.")
-def query(sensors: str, start: datetime, end: datetime, bucket: str | None, agg: str,
-          output_format: str, out: Path | None, dataset: str) -> None:
+def query(sensors: str, start: datetime, end: datetime, bucket: str | None, agg: str | None,
+          output_format: str | None, out: Path | None, dataset: str) -> None:
     """A (downsampled) series from the lake; only the files of those dates and shards are
     opened."""
+    if agg is not None and bucket is None:
+        raise ConfigError(f"--agg {agg} needs --bucket (e.g. --bucket 5m): without it the "
+                          "rows are printed as they are")
+    output_format = output_format_for(output_format, out)
     if output_format == "parquet" and out is None:
         raise ConfigError("--format parquet needs --out FILE.parquet")
     settings = _settings()
     _covered(settings, dataset)
     relation = series(settings, dataset=dataset, sensors=sensors.split(","),
-                      start=start, end=end, bucket=bucket, agg=agg)
-    write_result(relation, output_format, out)
+                      start=start, end=end, bucket=bucket, agg=agg or "avg")
+    try:
+        write_result(relation, output_format, out)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tslake query ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @cli.command()
@@ -279,7 +336,10 @@ def retention(dataset: str | None) -> None:
 
     Prints what moved as JSON.
     """
-    _print_json(run_retention(_settings(), dataset))
+    with progress.condensed("retention") as condenser:
+        report = run_retention(_settings(), dataset)
+    condenser.done(f"{len(report)} dataset(s) checked")
+    _print_json(report)
 
 
 @cli.command()
@@ -295,7 +355,10 @@ def repair(start: datetime, end: datetime, dataset: str | None) -> None:
     Prints the repaired days as JSON.
     """
     lo, hi = parse_window(start, end)
-    _print_json(run_repair(_settings(), lo, hi, dataset))
+    with progress.condensed("repair") as condenser:
+        report = run_repair(_settings(), lo, hi, dataset)
+    condenser.done(f"days of [{lo}, {hi}) re-exported")
+    _print_json(report)
 
 
 @cli.command()
@@ -310,10 +373,11 @@ def repair(start: datetime, end: datetime, dataset: str | None) -> None:
               help="Compare N series (sensors) drawn at random from those in the window.")
 @click.option("--seed", type=WholeNumber(min=0), metavar="S", default=None,
               help="Seed for --sample, to repeat a draw (the report names the one used).")
-@click.option("--sensor-ids", "sensor_ids", metavar="A,B", multiple=True,
+@click.option("--sensor-ids", "--sensor", "sensor_ids", metavar="A,B", multiple=True,
               help="Compare only these series ids (sensors for metrics/v1; comma-separated; "
                    "repeatable).")
-@click.option("--report", "report_path", metavar="FILE.md", type=click.Path(path_type=Path),
+@click.option("--report", "--out", "report_path", metavar="FILE.md",
+              type=click.Path(path_type=Path),
               default=None, help="Write a Markdown report there and FILE.json beside it.")
 @click.option("--fail-on-mismatch", is_flag=True,
               help="Exit 3 when anything differs (default: report it and exit 0).")
@@ -337,10 +401,14 @@ def parity(start: datetime | None, end: datetime | None, whole: bool, sample: in
     sensors = parse_sensor_ids(sensor_ids) if sensor_ids else None
     settings = _settings()
     _covered(settings, dataset)
-    report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors, sample=sample,
-                        seed=seed)
+    with progress.condensed("parity") as condenser:
+        report = run_parity(settings, dataset, start=lo, end=hi, sensors=sensors,
+                            sample=sample, seed=seed)
+    condenser.done(f"{report['verdict']}: {report['totals']['differing_groups']} of "
+                   f"{report['totals']['groups']} groups differ")
     for warning in report["warnings"]:
         log.warning("%s", warning)
+    parity_report.remember(settings, report)
     output = parity_report.summary(report)
     if report_path is not None:
         written = parity_report.write_report(report, report_path)

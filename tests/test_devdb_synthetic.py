@@ -92,6 +92,7 @@ def test_cli_in_a_fresh_process_prints_only_eval_able_exports(server: tuple[Path
                             out], check=True, capture_output=True, text=True).stdout.strip()
     assert shown == f"{env['PGHOST']}|{env['PGPORT']}|{DATABASE}"
     assert _cli("runner.dev.devdb", "env", "--dir", str(pgdata), "--database", DATABASE) == out
+    assert _cli("runner.dev.devdb", "env", "--dir", str(pgdata)) == out  # the started database
 
 
 def test_stop_then_start_keeps_the_data(server: tuple[Path, dict]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import plistlib
+import re
 import signal
 import socket
 import subprocess
@@ -148,6 +149,7 @@ def test_service_survives_postgres_going_away(tmp_path: Path, service: Any, lake
                             "failed ticks while Postgres is down")
         assert degraded["status"] in ("degraded", "stale")
         assert "cannot connect to Postgres" in degraded["last_tick"]["error"]
+        assert isinstance(degraded["next_tick_in_seconds"], float)  # numeric in backoff
         held = lake.dataset()["computed_through_ts"]
         devdb.start(pgdata, database="survivor")
         wait_for(lambda: health(port)["status"] == "ok", 120, "recovery after the restart")
@@ -156,6 +158,10 @@ def test_service_survives_postgres_going_away(tmp_path: Path, service: Any, lake
     assert writer.errors > 0  # the writer really saw Postgres down
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
+    _, stderr = process.communicate()
+    events = [json.loads(line) for line in stderr.splitlines()]  # every line, errors too
+    failed = [e for e in events if e["msg"].startswith("tick failed")]
+    assert failed and not any(e["msg"].startswith("tslake: error") for e in events)
     watermark = lake.dataset()["computed_through_ts"]
     assert lake.rows(newest=True) == source_rows(db, "inserted_at <= %s", (watermark,))
     devdb.stop(pgdata)
@@ -206,6 +212,12 @@ def test_launchd_install_dry_run_prints_and_install_writes_units(lake: Lake, tmp
     assert not (tmp_path / "launchd").exists()
     written = lake.run("tslake", "launchd", "install", "--data-root", str(tmp_path))
     assert "systemctl" in written.stdout
+    assert "does not exist: create it" in written.stdout  # no _farmdashboard user here
+    service_mode = lake.run("tslake", "launchd", "install", "--mode", "service", "--user", "root",
+                            "--data-root", str(tmp_path / "svc")).stdout
+    copied = re.search(r"sudo cp (.+?) /etc/systemd/system/", service_mode)
+    assert copied and all(Path(unit).is_file() for unit in copied.group(1).split())
+    assert "enable --now tslake.service" in service_mode and "warning" not in service_mode
     assert plistlib.loads((tmp_path / "launchd/com.tslake.tick.plist").read_bytes())
     timer = (tmp_path / "launchd/tslake-tick.timer").read_text()
     assert "OnUnitActiveSec=60" in timer

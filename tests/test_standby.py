@@ -281,6 +281,8 @@ def test_clock_behind_the_committed_watermark_holds_it_and_says_why(
     assert summary["held"]["reason"] == "clock_behind"
     assert summary["computed_through_ts"] == committed and summary["rows"] == 0
     assert "watermark held" in held.stderr and "behind the committed watermark" in held.stderr
+    status = lake.run("tslake", "status", check=False)  # `tslake status` names the hold
+    assert status.returncode == 4 and "held the watermark (clock_behind)" in status.stdout
     port = free_port()
     service = subprocess.Popen(
         [str(BIN / "tslake"), "run", "--interval", "1", "--http-port", str(port)],

@@ -37,7 +37,8 @@ def run(*args: str, env: dict[str, str], show_output: bool = True) -> str:
     command = [str(BIN / args[0]), *args[1:]]
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=None)
-    if show_output and result.stdout.strip():
+    if (show_output or result.returncode != 0) and result.stdout.strip():
+        # dbt prints its errors on stdout: a failed step shows them even when quiet.
         print(result.stdout.rstrip(), flush=True)
     if result.returncode != 0:
         raise SystemExit(f"demo: `{shlex.join(args)}` exited {result.returncode}")
@@ -151,6 +152,9 @@ def main() -> None:
           "   # password in ~/.pgpass\n"
           "# or: export TSLAKE_PG_DSN='host=db.example dbname=farm user=tslake'\n"
           "dbt run    # or: .venv/bin/tslake tick\n"
+          "\nReach the demo's database again (e.g. from a new shell, for psql or tslake):\n"
+          f'eval "$({BIN}/python -m runner.dev.devdb env --dir {pgdata})"'
+          f"   # PGDATABASE={pg_env['PGDATABASE']}\n"
           f"Stop the demo database with: {BIN}/python -m runner.dev.devdb stop --dir {pgdata}")
 
 

@@ -39,6 +39,8 @@ with warnings.catch_warnings():
 __all__ = ["DEFAULT_DATABASE", "environment", "is_running", "main", "start", "stop"]
 
 DEFAULT_DATABASE = "tslake"
+# Beside the data directory: the database `start` last ensured, which `env` defaults to.
+DATABASE_MARKER = ".tslake-database"
 POSTGRES_USER = "postgres"  # the superuser initdb creates; local connections are `trust`
 
 
@@ -113,7 +115,19 @@ def start(pgdata: Path, database: str = DEFAULT_DATABASE) -> dict[str, str]:
         info = _live_info(pgdata) or info
     env = _env(info, database)
     _ensure_database(env, database)
+    with contextlib.suppress(OSError):
+        (pgdata.parent / f"{pgdata.name}{DATABASE_MARKER}").write_text(database + "\n")
     return env
+
+
+def started_database(pgdata: Path) -> str:
+    """The database the last `start` on `pgdata` ensured (DEFAULT_DATABASE if unknown)."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    try:
+        name = (pgdata.parent / f"{pgdata.name}{DATABASE_MARKER}").read_text().strip()
+    except OSError:
+        return DEFAULT_DATABASE
+    return name or DEFAULT_DATABASE
 
 
 def environment(pgdata: Path, database: str = DEFAULT_DATABASE) -> dict[str, str]:
@@ -158,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                        ("stop", "stop the server")):
         command = commands.add_parser(name, help=text)
         command.add_argument("--dir", type=Path, required=True, help="the data directory")
-        if name != "stop":
+        if name == "start":
             command.add_argument("--database", default=DEFAULT_DATABASE)
+        elif name == "env":
+            command.add_argument("--database", default=None,
+                                 help="default: the database the last start created")
     args = parser.parse_args(argv)
     try:
         # Whatever a library prints goes to stderr: stdout must stay eval-able.
@@ -167,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "stop":
                 stop(args.dir)
                 return 0
-            run = start if args.command == "start" else environment
-            env = run(args.dir, args.database)
+            if args.command == "start":
+                env = start(args.dir, args.database)
+            else:
+                env = environment(args.dir, args.database or started_database(args.dir))
     except (RuntimeError, ValueError, OSError, subprocess.SubprocessError, psycopg.Error) as exc:
         print(f"devdb {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -1,17 +1,26 @@
 """The parity report: Markdown for people (`--report FILE.md`), JSON beside it (`FILE.json`)
-for programs, and the short summary `tslake parity` prints on stdout."""
+for programs, a date x shard heatmap (`FILE.heatmap.svg`, linked from the Markdown), and
+the short summary `tslake parity` prints on stdout.
+
+The Markdown leads with the verdict and the picture, then lists the groups that differ in
+full; matching groups are counted, not listed (the JSON has every group). Nothing is cut
+silently: past MAX_TABLE_ROWS a table ends with how many more rows the JSON holds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from runner.config import Settings
 from runner.core.durable import write_json_atomic
 from runner.core.manifest import parse_rfc3339
+from runner.service import charts
 
-MAX_TABLE_ROWS = 500  # Markdown tables list differing rows first, then up to this many
+MAX_TABLE_ROWS = 500  # rows of a Markdown table; the rest are counted, and in the JSON
+MATCH, DIFFERS, ABSENT = "#86efac", "#ef4444", "#f3f4f6"  # heatmap cells
 
 
 def sensor_table(report: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -58,17 +67,80 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     return short
 
 
+LAST_RESULTS_FILE = "parity-last.json"
+
+
+def remember(settings: Settings, report: dict[str, Any]) -> None:
+    """Keep each dataset's latest verdict in `_state/parity-last.json` for the status page
+    and `tslake status` (a convenience: a failure to write it is ignored)."""
+    path = settings.state_dir / LAST_RESULTS_FILE
+    results = last_results(settings)
+    results[report["dataset"]] = {
+        "verdict": report["verdict"], "generated_at": report["generated_at"],
+        "mode": report["mode"], "groups": report["totals"]["groups"],
+        "differing_groups": report["totals"]["differing_groups"],
+        "differing_days": sorted({g["date"] for g in report.get("groups", [])
+                                  if g["status"] != "match"})}
+    if settings.state_dir.is_dir():
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, results)
+
+
+def last_results(settings: Settings) -> dict[str, Any]:
+    try:
+        results = json.loads((settings.state_dir / LAST_RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
+
+
 def write_report(report: dict[str, Any], path: Path) -> tuple[Path, Path]:
-    """Write FILE.md and FILE.json (replacing them atomically); returns both paths."""
+    """Write FILE.md, FILE.json and FILE.heatmap.svg (each replaced atomically); returns
+    the Markdown's and the JSON's paths."""
     document = {**report, "sensor_table": sensor_table(report), "repair": repair_hint(report)}
     markdown = path if path.suffix == ".md" else path.with_name(path.name + ".md")
     beside = markdown.with_suffix(".json")
+    picture = markdown.with_suffix(".heatmap.svg")
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    tmp = markdown.with_name(markdown.name + ".tmp")
-    tmp.write_text(render_markdown(document), encoding="utf-8")
-    tmp.replace(markdown)
+    svg = render_heatmap(document)
+    if svg is not None:
+        _write_text_atomic(picture, svg)
+    document["heatmap"] = picture.name if svg is not None else None
+    _write_text_atomic(markdown, render_markdown(document))
     write_json_atomic(beside, document)
     return markdown, beside
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def render_heatmap(report: dict[str, Any]) -> str | None:
+    """Dates x shards, each cell coloured by its group's verdict (None without groups
+    per shard, e.g. a comparison by series)."""
+    groups = [g for g in report.get("groups", []) if g.get("shard") is not None]
+    if not groups:
+        return None
+    status = {(g["date"], g["shard"]): g for g in groups}
+    dates = sorted({g["date"] for g in groups})
+    shards = sorted({g["shard"] for g in groups})
+
+    def cell(shard: str, day: str) -> charts.Cell:
+        group = status.get((day, int(shard)))
+        if group is None:
+            return ABSENT, "not compared"
+        text = (f"{group['status']}: Postgres {group['source_rows'] or 0} rows, lake "
+                f"{group['lake_rows'] or 0} rows")
+        return (MATCH if group["status"] == "match" else DIFFERS), text
+
+    differing = sum(1 for g in groups if g["status"] != "match")
+    return charts.heatmap([f"{shard:02d}" for shard in shards], dates, cell,
+                          label=f"parity of {report['dataset']}: {differing} of {len(groups)} "
+                                "day-shard groups differ (rows: shards)",
+                          legend=[(MATCH, "match"), (DIFFERS, "differs"),
+                                  (ABSENT, "not compared")])
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -88,6 +160,8 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"| in-flight keys left out | {report.get('in_flight_keys', 0)} |",
              f"| generated | {report['generated_at']} in {report['seconds']} s |", ""]
     lines += [f"> warning: {warning}" for warning in report["warnings"]]
+    if report.get("heatmap"):
+        lines += ["", f"![date x shard parity: red cells differ]({report['heatmap']})"]
     table = report.get("sensor_table")
     series = report.get("series_column", "sensor_id")
     label = "sensor" if series == "sensor_id" else series
@@ -99,16 +173,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"| {_cell(r['sensor_id'])} | {r['source_rows']} | {r['lake_rows']} | "
                   f"{r['source_min_ts']} | {r['lake_min_ts']} | {r['source_max_ts']} | "
                   f"{r['lake_max_ts']} | {r['status']} |" for r in table[:MAX_TABLE_ROWS]]
+        lines += _more(len(table), f"{label}s")
     else:
-        groups = sorted(report.get("groups", []), key=lambda g: (g["status"] == "match",
-                                                                 g["date"], g["shard"]))
-        lines += ["", "## Per day and shard", "",
+        every = report.get("groups", [])
+        groups = sorted((g for g in every if g["status"] != "match"),
+                        key=lambda g: (g["date"], g["shard"]))
+        matching = len(every) - len(groups)
+        lines += ["", "## Day-shard groups that differ", "",
+                  f"{len(groups)} differ; the other {matching} match (every group, with its "
+                  "row counts and checksums, is in the JSON beside this file).", "",
                   "| date | shard | Postgres rows | lake rows | checksums | status |",
                   "|---|---:|---:|---:|---|---|"]
         lines += [f"| {g['date']} | {g['shard']:02d} | {g['source_rows'] or 0} | "
                   f"{g['lake_rows'] or 0} | "
                   f"{'equal' if g['source_checksum'] == g['lake_checksum'] else 'differ'} | "
                   f"{g['status']} |" for g in groups[:MAX_TABLE_ROWS]]
+        lines += _more(len(groups), "differing groups")
     lines += ["", "## Differences", ""]
     if not report["differences"]:
         lines.append("None." if report["verdict"] == "match" else
@@ -127,6 +207,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Next step", "", f"Re-export the days that differ: `{hint}`, then run "
                   "the parity check again."]
     return "\n".join(lines) + "\n"
+
+
+def _more(count: int, what: str) -> list[str]:
+    """The line that ends a table cut at MAX_TABLE_ROWS: never a silent cut."""
+    if count <= MAX_TABLE_ROWS:
+        return []
+    return ["", f"*... and {count - MAX_TABLE_ROWS} more {what}: the JSON beside this file "
+                "lists them all.*"]
 
 
 def _difference(d: dict[str, Any]) -> list[str]:

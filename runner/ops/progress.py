@@ -195,3 +195,57 @@ class _AboveTheLine(logging.Handler):
         self.display.clear()
         self.inner.handle(record)
         self.display.redraw()
+
+
+# --- one line per command: compact, parity, retention, repair ------------------------------
+
+
+class Condensed(logging.Filter):
+    """While a long command runs, its per-step INFO lines (e.g. one per shard-day) become
+    one live line on a terminal and are counted, not printed, elsewhere; the command then
+    logs one summary line. Warnings, errors and --verbose output pass as they are."""
+
+    def __init__(self, command: str, stream: TextIO | None = None, *,
+                 live: bool | None = None) -> None:
+        super().__init__()
+        self.command = command
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.steps = 0
+        self.started = time.monotonic()
+        self._shown = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not record.name.startswith("tslake") \
+                or logging.getLogger().level <= logging.DEBUG:
+            return True
+        self.steps += 1
+        if self.live:
+            line = f"{self.command}: {record.getMessage()}"[:200]
+            self.stream.write("\r\x1b[K" + line)
+            self.stream.flush()
+            self._shown = True
+        return False
+
+    def done(self, summary: str) -> None:
+        """Clear the live line and log the command's one summary line."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+        seconds = time.monotonic() - self.started
+        logging.getLogger("tslake").info("%s: %s (%.1f s)", self.command, summary, seconds,
+                                         extra={"seconds": round(seconds, 3)})
+
+
+@contextmanager
+def condensed(command: str, *, live: bool | None = None) -> Iterator[Condensed]:
+    """Install a `Condensed` filter on every root handler for the block."""
+    condenser = Condensed(command, live=live)
+    handlers = logging.getLogger().handlers[:]
+    for handler in handlers:
+        handler.addFilter(condenser)
+    try:
+        yield condenser
+    finally:
+        for handler in handlers:
+            handler.removeFilter(condenser)

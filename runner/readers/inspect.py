@@ -1,5 +1,5 @@
 """`tslake inspect`: the lake as JSON — paths, watermarks, per-date partition stats, for
-every dataset in the manifest."""
+every dataset in the manifest (the CLI narrows it with --dataset and --date)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from runner.core.manifest import DatasetState, Partition
 from runner.core.publish import dataset_root
 
 
-def inspect_lake(settings: Settings) -> dict[str, Any]:
+def inspect_lake(settings: Settings, *, date: str | None = None) -> dict[str, Any]:
+    """The lake's report; with `date`, each dataset's partitions are only that date's (the
+    totals stay the whole dataset's)."""
     document = manifest.load(settings.manifest_path)
     report: dict[str, Any] = {
         "hot_path": str(settings.hot_path),
@@ -30,8 +32,8 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
     for name, entry in sorted(document.datasets.items()):
         watermark = entry.computed_through_ts
         lag = (now - manifest.parse_rfc3339(watermark)).total_seconds() if watermark else None
-        partitions = {date: _partition_stats(partition)
-                      for date, partition in sorted(entry.partitions.items())}
+        partitions = {day: _partition_stats(partition)
+                      for day, partition in sorted(entry.partitions.items())}
         declaration = entry.declaration
         report["datasets"][name] = {
             "computed_through_ts": watermark,
@@ -51,7 +53,8 @@ def inspect_lake(settings: Settings) -> dict[str, Any]:
             "cold_unreachable": _cold_unreachable(entry, name, cold_problem),
             # SPEC section 9: the current Iceberg metadata file (pyiceberg, iceberg_scan).
             "iceberg_metadata": iceberg.metadata_location(settings, name),
-            "partitions": partitions,
+            "partitions": partitions if date is None
+            else {day: stats for day, stats in partitions.items() if day == date},
         }
     return report
 

@@ -11,6 +11,21 @@ from typing import Any, TextIO
 
 import duckdb
 
+from runner.errors import ConfigError
+
+OUTPUT_FORMATS = ["table", "csv", "json", "parquet"]
+_BY_EXTENSION = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
+
+
+def output_format_for(given: str | None, out: Path | None) -> str:
+    """--format, or the one --out's extension names (table otherwise); a --format that
+    contradicts the extension is refused rather than writing CSV into FILE.parquet."""
+    implied = _BY_EXTENSION.get(out.suffix.lower()) if out is not None else None
+    if given is not None and implied is not None and given != implied:
+        raise ConfigError(f"--format {given} contradicts --out {out} (a {implied} file name): "
+                          "change one of them")
+    return given or implied or "table"
+
 
 def write_result(relation: duckdb.DuckDBPyRelation | None, output_format: str,
                  out: Path | None) -> None:

@@ -115,10 +115,12 @@ def series_sql(settings: Settings, *, dataset: str, sensors: list[str], start: d
         order = ", ".join(spec.key)
         return (f"select {', '.join(output_columns(spec))} from ({rows}) order by {order}",
                 params)
-    params["width"] = width
+    params["width"], params["start"] = width, start
     aggregate = AGGREGATES[agg].format(time=time_column)
-    # Floor (not truncating) division keeps buckets right before 1970 too.
-    return (f"select {series_column}, make_timestamptz(bucket_us) as bucket_start, "
+    # Floor (not truncating) division keeps buckets right before 1970 too; the first
+    # bucket starts at --start, not before it (it holds no earlier row).
+    return (f"select {series_column}, greatest(make_timestamptz(bucket_us), $start) "
+            "as bucket_start, "
             f"{aggregate} as {agg}, count(*) as samples from ("
             f"select *, epoch_us({time_column}) - ((epoch_us({time_column}) % $width) + $width)"
             f" % $width as bucket_us from ({rows})) group by {series_column}, bucket_us "

@@ -6,8 +6,11 @@
   replace (a backfill's days in between excepted, see publish.publish_segments). Readers
   `ATTACH '<hot>/_state/lake.duckdb' AS lake (READ_ONLY)` and query `lake.metrics`.
 - `tslake views` prints the same views plus `<name>_fresh` (the lake plus the Postgres rows
-  past the watermark) as SQL to run in the reader's own session, where Postgres is attached
-  (DuckDB binds a view's postgres_query when the view is created).
+  past the watermark) as SQL to run in the reader's own session (DuckDB binds a view's
+  postgres_query when the view is created). The file starts by installing the postgres
+  extension from the wheel's file (no download: the Mac mini may be offline) and attaching
+  Postgres read-only from libpq's PG* variables, if the session has no `pg` yet; with
+  `--no-attach` it leaves both to the session.
 
 Every view is generic over the dataset's declaration (runner/core/datasets): its columns,
 key, series, time and version columns and its source table. The project's declaration is
@@ -34,7 +37,7 @@ from runner.core.durable import durable_rename, fsync_path
 from runner.core.manifest import DatasetState, Manifest
 from runner.dbt_bridge import sqlmacros
 from runner.errors import ColdTierError, ManifestError
-from runner.postgres.connection import SOURCE_CATALOG, sql_literal
+from runner.postgres.connection import SOURCE_CATALOG, postgres_extension_file, sql_literal
 
 log = logging.getLogger("tslake.views")
 
@@ -178,12 +181,18 @@ def shard_macro_sql(dataset: str, entry: DatasetState) -> str:
             f"{shard_sql(series, entry)};\n")
 
 
-def render_sql(settings: Settings, document: Manifest, *, fresh: bool) -> str:
+def render_sql(settings: Settings, document: Manifest, *, fresh: bool,
+               attach: bool = True) -> str:
     lines = [f"-- tslake reader views for manifest generation {document.generation} "
              f"({settings.manifest_path})"]
     if settings.cold_url is not None:  # what a reader session needs first
         lines.append(cold_reads_sql(settings))
-    if fresh:
+    if fresh and attach:
+        lines += ["-- the postgres extension from its wheel (offline), then Postgres read-only",
+                  "-- from libpq's PG* variables (PGHOST, PGDATABASE, PGPASSFILE, ...)",
+                  f"INSTALL {sql_literal(postgres_extension_file())};", "LOAD postgres;",
+                  f"ATTACH IF NOT EXISTS '' AS {SOURCE_CATALOG} (TYPE postgres, READ_ONLY);"]
+    elif fresh:
         lines.append(f"-- *_fresh views need Postgres attached as {SOURCE_CATALOG}, e.g.\n"
                      f"--   ATTACH '' AS {SOURCE_CATALOG} (TYPE postgres, READ_ONLY);"
                      "  -- libpq's PG* variables")

@@ -1,5 +1,6 @@
-"""What the service shows operators: /healthz (JSON) and /metrics (Prometheus text),
-served on loopback by a small threaded HTTP server."""
+"""What the service shows operators: / (an HTML status page, runner/service/page.py),
+/healthz (JSON) and /metrics (Prometheus text), served on loopback by a small threaded
+HTTP server."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from runner.config import Settings
 from runner.core import manifest
+from runner.readers.status import lake_status
+from runner.service import history as tick_history
+from runner.service import page
 
 
 @dataclass
@@ -46,6 +50,35 @@ class ServiceHealth:
     # Datasets whose last tick held the watermark: {name: {"reason", "message"}}.
     held: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The last ticks, also in _state/ so the page's lag chart survives a restart.
+    history: tick_history.TickHistory = field(default_factory=tick_history.TickHistory)
+
+    def __post_init__(self) -> None:
+        self.history = tick_history.load(self.settings)
+
+    def remember(self, outcome: TickOutcome) -> None:
+        """Append a finished tick (with each dataset's lag right after it) to the history."""
+        now = time.time()
+        with self.lock:
+            lags = {name: None if not mark
+                    else round(max(0.0, now - manifest.parse_rfc3339(mark).timestamp()), 3)
+                    for name, mark in self.watermarks.items()}
+            self.history.append(tick_history.TickRecord(
+                started_at=_rfc3339(outcome.started_at),
+                duration_seconds=round(outcome.finished_at - outcome.started_at, 3),
+                result="ok" if outcome.ok else "error", rows=outcome.rows,
+                files=outcome.files, error=outcome.error, lag_seconds=lags))
+            snapshot = self.history.model_copy(deep=True)
+        tick_history.save(self.settings, snapshot)
+
+    def page(self) -> str:
+        """The HTML status page: the manifest's and the history's facts, plus live ones."""
+        _, live = self.report()
+        with self.lock:
+            snapshot = self.history.model_copy(deep=True)
+        report = lake_status(self.settings, history=snapshot,
+                             stale_after=self.stale_after_seconds)
+        return page.render(report, live=live, refresh_seconds=self.interval_seconds)
 
     def lag_seconds(self) -> float | None:
         """Age of the oldest dataset watermark, by this host's clock."""
@@ -81,7 +114,8 @@ class ServiceHealth:
                     "result": "ok" if self.last.ok else "error",
                     "rows": self.last.rows, "files": self.last.files,
                     "error": self.last.error},
-                "next_tick_in_seconds": None if self.next_tick_at is None
+                # 0 while a tick runs (the next one starts as soon as it ends).
+                "next_tick_in_seconds": 0.0 if self.next_tick_at is None
                 else round(max(0.0, self.next_tick_at - now), 3),
                 "ticks": self.ticks, "failures": self.failures,
                 "consecutive_failures": self.consecutive_failures,
@@ -104,6 +138,9 @@ class ServiceMetrics:
                              registry=self.registry)
         self.compactions = Counter("tslake_compactions_total", "Shard-days compacted.",
                                    registry=self.registry)
+        # Per dataset, the (run_id, shard_days) of last_compaction already counted: the
+        # manifest is where a tick's compactions are recorded (its JSON has none).
+        self._compactions_seen: dict[str, tuple[str, int]] | None = None
         self.duration = Histogram("tslake_tick_duration_seconds", "Wall time of a tick.",
                                   buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 300),
                                   registry=self.registry)
@@ -131,15 +168,30 @@ class ServiceMetrics:
         if outcome.ok:
             self.rows.inc(outcome.rows)
             self.files.inc(outcome.files)
-            self.compactions.inc(outcome.compactions)
             self.last_success.set(outcome.finished_at)
 
     def refresh_partitions(self, document: manifest.Manifest) -> None:
+        self._count_compactions(document)
         self.partition_files.clear()
         for name, entry in document.datasets.items():
             for date, partition in entry.partitions.items():
                 self.partition_files.labels(name, date, partition.location).set(
                     partition.file_count)
+
+
+    def _count_compactions(self, document: manifest.Manifest) -> None:
+        """Add the shard-days compacted since the last look (the first look only records
+        where the manifest stands: compactions before the service started are not its)."""
+        seen = self._compactions_seen
+        now = {name: (entry.last_compaction.run_id, entry.last_compaction.shard_days)
+               for name, entry in document.datasets.items() if entry.last_compaction}
+        if seen is not None:
+            for name, (run_id, shard_days) in now.items():
+                before = seen.get(name)
+                new = shard_days - before[1] if before and before[0] == run_id else shard_days
+                if new > 0:
+                    self.compactions.inc(new)
+        self._compactions_seen = now
 
 
 def held_watermarks(document: manifest.Manifest) -> dict[str, dict[str, str]]:
@@ -154,13 +206,15 @@ def serve(health: ServiceHealth, metrics: ServiceMetrics, host: str,
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.split("?")[0] == "/healthz":
+            if self.path.split("?")[0] == "/":
+                self._send(200, "text/html; charset=utf-8", health.page().encode())
+            elif self.path.split("?")[0] == "/healthz":
                 status, body = health.report()
                 self._send(status, "application/json", json.dumps(body).encode())
             elif self.path.split("?")[0] == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
             else:
-                self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+                self._send(404, "text/plain", b"not found: try /, /healthz or /metrics\n")
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

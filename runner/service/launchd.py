@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import plistlib
+import pwd
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -166,6 +167,10 @@ def install(spec: JobSpec, *, dry_run: bool, target_dir: Path | None = None) -> 
     directory.mkdir(parents=True, exist_ok=True)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     (spec.data_root / "secrets").mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner = _service_user(spec.user)
+    if owner is not None and os.geteuid() == 0:  # the job, not root, reads and writes these
+        for path in (spec.data_root / "secrets", spec.log_path.parent):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
     plist_path = directory / f"{spec.label}.plist"
     _write(plist_path, plist)
     written = [plist_path]
@@ -174,6 +179,10 @@ def install(spec: JobSpec, *, dry_run: bool, target_dir: Path | None = None) -> 
             _write(directory / name, text.encode())
             written.append(directory / name)
     lines = [f"wrote {path}" for path in written]
+    if owner is None:
+        lines.append(f"warning: the service user {spec.user!r} does not exist: create it "
+                     "(macOS: sudo sysadminctl -addUser; Linux: sudo useradd --system "
+                     f"{spec.user}) or pass --user, then install again")
     if on_macos and target_dir is None:
         domain = "system"
         subprocess.run(["launchctl", "bootout", f"{domain}/{spec.label}"], capture_output=True)
@@ -182,13 +191,22 @@ def install(spec: JobSpec, *, dry_run: bool, target_dir: Path | None = None) -> 
     elif on_macos:
         lines.append(f"load it with: sudo launchctl bootstrap system {plist_path}")
     else:
-        lines.append("not macOS: load the systemd units with: sudo cp "
-                     f"{directory}/tslake*.service {directory}/tslake*.timer /etc/systemd/system/"
-                     " && sudo systemctl daemon-reload && sudo systemctl enable --now "
-                     + ("tslake-tick.timer" if spec.mode == "timer" else "tslake.service"))
+        units = " ".join(str(path) for path in written if path.suffix in (".service", ".timer"))
+        enable = next((path.name for path in written if path.suffix == ".timer"), None) or \
+            next(path.name for path in written if path.suffix == ".service")
+        lines.append(f"not macOS: load the systemd units with: sudo cp {units} "
+                     "/etc/systemd/system/ && sudo systemctl daemon-reload && "
+                     f"sudo systemctl enable --now {enable}")
     if shutil.which("plutil") and on_macos:
         subprocess.run(["plutil", "-lint", str(plist_path)], check=True, capture_output=True)
     return lines
+
+
+def _service_user(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
 
 
 def spec_from_options(mode: str, user: str | None, data_root: Path | None,

@@ -33,6 +33,8 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = redact(record.getMessage())
+        if record.name.startswith("tslake") and message.startswith("tslake: "):
+            message = message[len("tslake: "):]  # the logger names tslake already: one prefix
         for secret in self.secrets:
             message = message.replace(secret, "***")
         record.msg, record.args = message, None
@@ -55,15 +57,65 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
+def _text_formatter() -> logging.Formatter:
+    return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                             datefmt="%Y-%m-%dT%H:%M:%S")
+
+
 def configure(*, secrets: tuple[str, ...] = (), json_lines: bool | None = None,
               level: int = logging.INFO) -> None:
     """Log to stderr, one line per event. `json_lines` defaults to "stderr is not a TTY"."""
     handler = logging.StreamHandler(sys.stderr)
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"))
+    handler.setFormatter(JsonFormatter() if json_lines else _text_formatter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+CHILD_ERROR_PREFIX = "tslake: error: "
+
+
+def relay_child_output(text: str, *, logger_name: str = "tslake.tick") -> None:
+    """Pass a child command's stderr on as this process's log lines.
+
+    Off a TTY every line the service writes must be one JSON event, so the child's JSON
+    lines pass through unchanged and anything else (a plain `tslake: error: ...` line, a
+    library's warning) is wrapped as an event of `logger_name`. The child's closing error
+    line is dropped: the service logs it once, in its "tick failed" event. On a TTY the
+    lines are copied as they are.
+    """
+    root = logging.getLogger()
+    as_json = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    relay = logging.getLogger(logger_name)
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not as_json:
+            sys.stderr.write(line + "\n")
+            continue
+        if line.startswith("{"):
+            try:
+                json.loads(line)
+            except ValueError:
+                pass
+            else:
+                sys.stderr.write(line + "\n")
+                continue
+        if line.startswith(CHILD_ERROR_PREFIX):
+            continue
+        relay.warning("%s", line.rstrip())
+    sys.stderr.flush()
+
+
+def adjust(*, level: int | None = None, json_lines: bool | None = None) -> None:
+    """Change the level or the line format of the handler `configure` installed (the
+    global --quiet/--verbose/--log-format options), keeping its redaction filter."""
+    root = logging.getLogger()
+    if level is not None:
+        root.setLevel(level)
+    if json_lines is not None:
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter() if json_lines else _text_formatter())

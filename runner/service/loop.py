@@ -27,6 +27,7 @@ from types import FrameType
 
 from runner.config import Settings
 from runner.core import manifest
+from runner.service import logs
 from runner.service.health import (
     ServiceHealth,
     ServiceMetrics,
@@ -131,9 +132,9 @@ class ReplicationService:
                          or f"tick exited {child.returncode}")
 
     def _child_output(self, line: str) -> None:
-        """Every line a tick's child writes on stderr: its own log lines, one per event."""
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        """Every line a tick's child writes on stderr, relayed as one JSON event per line
+        off a TTY (runner/service/logs.py)."""
+        logs.relay_child_output(line)
 
     def _record(self, outcome: TickOutcome) -> None:
         with self.health.lock:
@@ -146,6 +147,7 @@ class ReplicationService:
                 self.health.consecutive_failures += 1
         self.metrics.record(outcome)
         self._read_watermarks()
+        self.health.remember(outcome)
         duration = outcome.finished_at - outcome.started_at
         if outcome.ok:
             log.info("tick ok: %d rows in %d files (%.1f s)", outcome.rows, outcome.files,
