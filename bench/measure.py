@@ -153,7 +153,9 @@ def tick(server: Server, database: str, env: dict[str, str]) -> Tick:
     after = _scans(server, database)
     (last_run,) = json.loads(timed.stdout).values()
     results = Settings.from_env(env).tmp_path / "dbt" / "target" / "run_results.json"
-    (node,) = json.loads(results.read_text())["results"]
+    # The metrics lake model's node (the run lists every lake model, enabled or skipped).
+    (node,) = [result for result in json.loads(results.read_text())["results"]
+               if result["unique_id"].endswith(".metrics_v1")]
     return Tick(int(last_run["rows"]), float(node["execution_time"]), timed.seconds,
                 after[0] - before[0], after[1] - before[1])
 

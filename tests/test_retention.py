@@ -41,7 +41,8 @@ def watermark_date(lake: Lake) -> date:
 
 
 def files_under(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
+    return sorted(path for path in root.rglob("*") if path.is_file()
+                  and not path.is_relative_to(root / "metadata"))  # Iceberg's, not data
 
 
 def snapshot(root: Path) -> set[str]:

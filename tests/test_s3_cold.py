@@ -75,7 +75,8 @@ def committed(lake: Lake, location: str) -> set[str]:
 
 def hot_files(lake: Lake) -> set[str]:
     root = lake.settings.hot_path / "metrics/v1"
-    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
+    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()
+            and not path.is_relative_to(root / "metadata")}  # Iceberg's, not data
 
 
 def lake_rows(lake: Lake) -> list[tuple[Any, ...]]:

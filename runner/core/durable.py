@@ -63,8 +63,12 @@ def write_json_atomic(path: Path, document: Any) -> None:
     Temp file in the same directory, write, flush, rename, flush the directory; the temp
     file is removed if anything fails before the rename.
     """
+    write_bytes_atomic(path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`write_json_atomic` for bytes that are not JSON (Iceberg's `version-hint.text`)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)

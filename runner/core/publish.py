@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.core import manifest, tiers
+from runner.core import iceberg, manifest, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path, makedirs_durable, write_json_atomic
 from runner.core.failpoints import failpoint
@@ -95,6 +95,7 @@ def open_write(settings: Settings, spec: DatasetSpec, purpose: str,
         manifest.save(settings.manifest_path, document)
     remove_leftovers(settings, document)
     views.refresh_if_stale(settings, document)
+    iceberg.refresh(settings, document)  # catches up after a kill before its refresh
     return document
 
 
@@ -241,6 +242,7 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
                            "there and run again") from error
     failpoint(step + "after_manifest_replace")
     committed_document.adopt(document)
+    iceberg.refresh(settings, document)  # after the commit: Iceberg follows the manifest
 
     write_json_atomic(settings.replication_path, replication_state(document))
     if refresh_views or replaced:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.core import datasets, manifest, publish, tiers
+from runner.core import datasets, iceberg, manifest, publish, tiers
 from runner.core.durable import write_json_atomic
 from runner.core.failpoints import failpoint
 from runner.core.lock import lake_lock
@@ -122,6 +122,7 @@ def _apply(settings: Settings, dataset: str, document: Manifest, due: list[str],
         manifest.save(settings.manifest_path, work)  # the commit point
         document.adopt(work)
         failpoint("retention_after_manifest_replace")
+        iceberg.refresh(settings, document)
         views.refresh(settings, document)
         if not grace:
             _remove_hot_files(hot, files)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.config import Settings
-from runner.core import manifest, tiers
+from runner.core import iceberg, manifest, tiers
 from runner.core.manifest import DatasetState, Partition
 from runner.core.publish import dataset_root
 
@@ -51,6 +51,8 @@ def inspect_lake(settings: Settings, *, date: str | None = None) -> dict[str, An
             # Cold partitions that cannot be read now, and why: the setting or the mount,
             # not missing data (README, "Hot and cold tiers").
             "cold_unreachable": _cold_unreachable(entry, name, cold_problem),
+            # SPEC section 9: the current Iceberg metadata file (pyiceberg, iceberg_scan).
+            "iceberg_metadata": iceberg.metadata_location(settings, name),
             "partitions": partitions if date is None
             else {day: stats for day, stats in partitions.items() if day == date},
         }
