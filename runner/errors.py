@@ -86,3 +86,16 @@ def describe_os_error(error: OSError) -> str:
         where = f"{error.filename} -> {error.filename2}"
     fix = _FIXES.get(error.errno or 0, "check that path and run again")
     return f"{reason}: {where}: {fix}" if where else f"{reason}: {fix}"
+
+
+DISK_FULL = ("No space left on device", "Disk quota exceeded")
+
+
+def disk_full_message(what: str, detail: str) -> str | None:
+    """`<what> failed, a disk is full: <detail>; ...what to do`, when `detail` says a disk
+    is full (an OSError's or DuckDB's text); None otherwise."""
+    if not any(text in detail for text in DISK_FULL):
+        return None
+    return (f"{what} failed, a disk is full: {detail}; what the run had not committed is "
+            "discarded: free space there (`tslake retention` moves old days to "
+            "TSLAKE_COLD_PATH) and run again")

@@ -86,7 +86,8 @@ def test_compactions_killed_at_random_moments_lose_and_double_nothing(lake: Lake
     while kills < 22 and rounds < 40:
         rounds += 1
         add_work(lake, source_db, rounds)  # the normal command after the previous kill
-        process = subprocess.Popen([str(BIN / "tslake"), "compact"], cwd=PROJECT_ROOT,
+        # --verbose: the per-shard-day "compacting" lines (condensed to one summary otherwise)
+        process = subprocess.Popen([str(BIN / "tslake"), "--verbose", "compact"], cwd=PROJECT_ROOT,
                                    env=lake.env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
         assert process.stderr is not None

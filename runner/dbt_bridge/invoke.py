@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from runner.config import PROJECT_ROOT, Settings
-from runner.errors import PublishError, TslakeError
+from runner.errors import PublishError, TslakeError, disk_full_message
 
 log = logging.getLogger("tslake.dbt")
 
@@ -18,9 +18,6 @@ log = logging.getLogger("tslake.dbt")
 _FORWARDED_EVENTS = {"JinjaLogInfo", "RunResultError", "RunResultFailure"}
 _OPERATION_ERROR = "Encountered an error while running operation: "
 # strerror of ENOSPC and EDQUOT (Linux and macOS), as DuckDB and Python repeat them.
-_DISK_FULL = ("No space left on device", "Disk quota exceeded")
-
-
 class DbtRunError(TslakeError):
     """A dbt command failed; the message is the first line of dbt's own error."""
 
@@ -74,10 +71,9 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     if cause is not None:
         raise cause
     message = _one_line(operation_errors[0]) if operation_errors else _first_error(result)
-    if any(text in message for text in _DISK_FULL):
-        raise PublishError(f"dbt {command[0]} failed, a disk is full: {message}; what the run "
-                           "had not committed is discarded: free space there (`tslake "
-                           "retention` moves old days to TSLAKE_COLD_PATH) and run again")
+    disk_full = disk_full_message(f"dbt {command[0]}", message)
+    if disk_full is not None:
+        raise PublishError(disk_full)
     raise DbtRunError(f"dbt {command[0]} failed: {message}")
 
 

@@ -28,7 +28,13 @@ from duckdb import DuckDBPyConnection
 from runner.config import Settings
 from runner.core import datasets, manifest, publish
 from runner.core.manifest import Manifest
-from runner.errors import ConfigError, PublishError, TslakeError, describe_os_error
+from runner.errors import (
+    ConfigError,
+    PublishError,
+    TslakeError,
+    describe_os_error,
+    disk_full_message,
+)
 from runner.ops import backfill, compaction, derived, export, retention
 from runner.postgres import standby
 from runner.postgres.connection import SourceConninfo, configure_database, configure_session
@@ -85,8 +91,9 @@ class Plugin(BasePlugin):
             except OSError as error:  # a read-only directory, a full disk: exit 74, its path
                 raise PublishError(describe_os_error(error)) from error
             except duckdb.IOException as error:
-                raise PublishError(f"I/O error: {' '.join(str(error).split())}: check that "
-                                   "path and run again") from error
+                text = " ".join(str(error).split())
+                raise PublishError(disk_full_message("dbt run", text) or f"I/O error: {text}: "
+                                   "check that path and run again") from error
         except TslakeError as error:
             _remember(error)
             # dbt prints the exception text; keep it the same one line the CLI prints.
