@@ -22,6 +22,7 @@ from runner.core.durable import write_json_atomic
 from runner.core.manifest import DatasetState
 from runner.errors import ColdTierError, ConfigError, ManifestError, TslakeError
 from runner.readers import views
+from runner.readers.status import stale_after_seconds
 
 _LISTED_AT_MOST = 20  # paths shown per finding; the counts are always complete
 
@@ -91,7 +92,7 @@ def _check_dataset(settings: Settings, name: str, entry: DatasetState, now: date
                         f"(e.g. {unlisted[0]}): a killed run's leftovers; the next tick "
                         "removes them")
     watermark = entry.computed_through_ts
-    stale_after = 2 * settings.interval_seconds + settings.lag_seconds + 60  # as the service
+    stale_after = stale_after_seconds(settings)  # the service's and `tslake status`'s bound
     age = (now - manifest.parse_rfc3339(watermark)).total_seconds() if watermark else None
     if age is not None and age > stale_after:
         warnings.append(f"{name}: the watermark {watermark} is {age:.0f} s old (stale after "

@@ -27,6 +27,7 @@ from types import FrameType
 
 from runner.config import Settings
 from runner.core import manifest
+from runner.readers.status import stale_after_seconds
 from runner.service import logs
 from runner.service.health import (
     ServiceHealth,
@@ -48,8 +49,8 @@ class ReplicationService:
         self.settings = settings
         self.interval = interval_seconds
         self.http = (http_host, http_port) if http_port is not None else None
-        stale_after = 2 * interval_seconds + settings.lag_seconds + 60
-        self.health = ServiceHealth(settings, interval_seconds, stale_after)
+        self.health = ServiceHealth(settings, interval_seconds,
+                                    stale_after_seconds(settings, interval_seconds))
         self.metrics = ServiceMetrics(self.health)
         self.stopping = threading.Event()
         # A tick is worth at most this long; past it the child is killed (crash-safe).
