@@ -29,7 +29,6 @@ class TickOutcome:
     ok: bool
     rows: int = 0
     files: int = 0
-    compactions: int = 0
     error: str | None = None
 
 

@@ -96,7 +96,6 @@ class ReplicationService:
             summaries = reply.summary.values()
             outcome.rows = sum(int(s.get("rows", 0)) for s in summaries if s)
             outcome.files = sum(int(s.get("files", 0)) for s in summaries if s)
-            outcome.compactions = sum(int(s.get("compactions", 0)) for s in summaries if s)
         else:
             outcome.error = reply.error
         self._record(outcome)
