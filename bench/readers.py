@@ -3,7 +3,7 @@ Postgres, same data, same run (issue 7's targets: hourly average per sensor over
 horizon >= 15x faster than Postgres, one sensor-week >= 2x faster) and issue 16's similarity
 scan (>= 20x faster, same answer).
 
-    python -m bench.readers [--sensors 200] [--days 35] [--cadence 60]
+    python -m bench.readers [--sensors 200] [--days 35] [--cadence 60] [--runs 5] [--scan-runs 1]
 
 Writes its section of BENCHMARKS.md between <!-- readers --> markers."""
 
