@@ -89,6 +89,11 @@ class Plugin(BasePlugin):
         Raises TslakeError (e.g. SourceError: Postgres unreachable) as a first run would."""
         self._start_run_state()
         conn = self._connection()
+        for (name,) in conn.execute("select database_name from duckdb_databases() "
+                                    "where not internal and database_name <> 'memory'"
+                                    ).fetchall():
+            conn.execute(f'DETACH "{name}"')
+        # (after the detach: duckdb_tables() would list every Postgres table too)
         left = conn.execute(
             "select 'table', database_name, schema_name, table_name from duckdb_tables() "
             "where not internal and database_name in ('memory', 'temp') union all "
@@ -96,10 +101,6 @@ class Plugin(BasePlugin):
             "where not internal and database_name in ('memory', 'temp')").fetchall()
         for kind, *name in left:
             conn.execute(f"DROP {kind} IF EXISTS " + ".".join(f'"{part}"' for part in name))
-        for (name,) in conn.execute("select database_name from duckdb_databases() "
-                                    "where not internal and database_name <> 'memory'"
-                                    ).fetchall():
-            conn.execute(f'DETACH "{name}"')
         for (name,) in conn.execute("select name from duckdb_variables()").fetchall():
             conn.execute(f'RESET VARIABLE "{name}"')
         configure_database(conn, self.settings, SourceConninfo())
