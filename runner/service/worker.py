@@ -4,11 +4,14 @@ dbt, DuckDB imported) from one tick to the next.
 A `tslake tick` process spends ~2 s starting Python, importing dbt and parsing the project
 for ~0.2 s of work; at a 60 s interval that start-up is most of the service's CPU. The
 worker pays it once, then runs each tick as `tslake tick` does (the lake's lock, the same
-`dbt run`, the same commit), with dbt handed the parsed manifest (a fresh copy per run:
-dbt's compile mutates the nodes it runs) and `--no-write-json` (rewriting manifest.json and
-run_results.json was a third of a tick's CPU; `tslake tick` and `dbt run` still write them).
-Each run opens its own in-memory DuckDB and Postgres attachment and closes them after, so
-nothing of one tick's database state (a Postgres snapshot) reaches the next.
+`dbt run`, the same commit), with dbt handed the parsed manifest (fresh copies of its nodes
+per run: dbt's compile mutates the nodes it runs) and `--no-write-json` (rewriting
+manifest.json and run_results.json was a third of a tick's CPU; `tslake tick` and `dbt run`
+still write them). The in-memory DuckDB, with the postgres extension loaded, is kept from
+one run to the next (set up afresh it was ~40% of a tick's CPU); the tslake plugin resets it
+before each run (`Plugin.start_run`: Postgres attached afresh, no variable, catalog, table
+or setting of the last run), so nothing of one tick's database state (a Postgres snapshot,
+a connection to a server since restarted) reaches the next.
 
 It stays a child process so that the service can still kill a wedged tick at its deadline:
 `TickWorker` (the service's side) kills the worker's whole session on timeout and retires
