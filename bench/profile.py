@@ -60,10 +60,12 @@ def task_stages(server: Server, table: Table, env: dict[str, str]) -> list[Stage
         return "postgres_query('pg', '" + query.replace("'", "''") + "')"
 
     out = Path(tempfile.mkdtemp(prefix="tslake-profile-"))
+    # max() of every column: DuckDB must decode (and, under the sort, carry) all of them,
+    # where a count(*) would let it drop the columns it does not return.
+    every = "max(sensor_id), max(ts), max(value), max(quality), max(inserted_at)"
     passes = {
-        "Postgres read + DuckDB's scanner": lambda s: f"select count(*) from (select * from {s} "
-                                                     "offset 0)",
-        "+ sort by (sensor_id, ts)": lambda s: f"select count(*) from (select * from {s} "
+        "Postgres read + DuckDB's scanner": lambda s: f"select {every} from {s}",
+        "+ sort by (sensor_id, ts)": lambda s: f"select {every} from (select * from {s} "
                                                "order by sensor_id, ts offset 0)",
         "+ Parquet write (the task)": lambda s: f"copy (select * from {s} order by sensor_id, "
                                                 f"ts) to '{out / 'f.parquet'}' (format parquet, "
