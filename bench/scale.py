@@ -128,7 +128,7 @@ PHASES = [
     ("runner.core.manifest", "load", "manifest load (read, parse, validate)"),
     ("runner.core.manifest", "check_hot_paths", "  of which: path containment"),
     ("runner.core.publish", "open_write", "open_write (lock, checks, catch-ups)"),
-    ("runner.core.publish", "remove_leftovers", "  leftover sweep"),
+    ("runner.core.leftovers", "before_write", "  leftover sweep"),
     ("runner.readers.views", "refresh_if_stale", "  views staleness check"),
     ("runner.ops.export", "stable_watermark", "Postgres watermark"),
     ("runner.ops.export", "write_window", "export: read window, write Parquet"),
