@@ -6,8 +6,7 @@
                         pg_connection_limit connections, `threads` DuckDB threads), written
                         unsorted to one Parquet file: the reader's and writer's ceiling.
 - parallel_scan_sorted: the same with one global ORDER BY sensor_id, ts (spills).
-- per_day_temp_table:   the first version's shape: one postgres_query per UTC day, ts bounds
-                        only, into a DuckDB table, then one sorted COPY per shard, serially.
+- dlt + connectorx:      bench/dlt_load.py, run with .venv-dlt's interpreter (dlt_python).
 """
 
 from __future__ import annotations
@@ -15,14 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from runner.config import Settings
+from runner.config import PROJECT_ROOT, Settings
 from runner.postgres.connection import connect
 
 COLUMNS = "sensor_id, ts, value, quality, inserted_at"
-SHARD = "(('0x' || left(md5(sensor_id), 8))::ubigint % 8)::integer"
 
 
 def parallel_scan(out: Path, *, sorted_rows: bool, pages_per_task: int) -> int:
@@ -34,43 +34,32 @@ def parallel_scan(out: Path, *, sorted_rows: bool, pages_per_task: int) -> int:
     return int(row[0]) if row else 0
 
 
-def per_day_temp_table(out: Path) -> int:
-    conn = connect(Settings.from_env(), attach=True)
-    first, last = conn.execute(
-        "select min(ts)::date, max(ts)::date from postgres_query('pg', "  # the session is UTC
-        "'select min(ts) as ts from metrics union all select max(ts) from metrics')"
-    ).fetchone() or (None, None)
-    total, day = 0, first
-    while day is not None and day <= last:
-        query = (f"select {COLUMNS} from metrics where ts >= ''{day}''::timestamptz "
-                 f"and ts < ''{day}''::timestamptz + interval ''1 day''")
-        conn.execute(f"create or replace temp table day as select *, {SHARD} as shard "
-                     f"from postgres_query('pg', '{query}')")
-        for shard in range(8):
-            target = out / f"date={day}" / f"shard={shard:02d}"
-            target.mkdir(parents=True, exist_ok=True)
-            row = conn.execute(f"copy (select {COLUMNS} from day where shard = {shard} "
-                               f"order by sensor_id, ts) to '{target / 'f.parquet'}' "
-                               "(format parquet, compression snappy)").fetchone()
-            total += int(row[0]) if row else 0
-        day = conn.execute("select ?::date + 1", [day]).fetchone()[0]  # type: ignore[index]
-    return total
+DLT_VENV = PROJECT_ROOT / ".venv-dlt"
+DLT_PACKAGES = ["dlt[parquet,filesystem,sql_database]==1.31.0", "connectorx==0.4.6",
+                "sqlalchemy", "psycopg[binary]"]
+
+
+def dlt_python() -> Path:
+    """The interpreter of .venv-dlt, created on first use (offline PyPI works)."""
+    python = DLT_VENV / "bin" / "python"
+    if not (DLT_VENV / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(DLT_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", *DLT_PACKAGES], check=True)
+        (DLT_VENV / ".installed").touch()
+    return python
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.alternatives")
-    parser.add_argument("name", choices=["parallel_scan", "parallel_scan_sorted",
-                                         "per_day_temp_table"])
+    parser.add_argument("name", choices=["parallel_scan", "parallel_scan_sorted"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pages-per-task", type=int, default=1000)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    if args.name == "per_day_temp_table":
-        rows = per_day_temp_table(args.out)
-    else:
-        rows = parallel_scan(args.out, sorted_rows=args.name.endswith("sorted"),
-                             pages_per_task=args.pages_per_task)
+    rows = parallel_scan(args.out, sorted_rows=args.name.endswith("sorted"),
+                         pages_per_task=args.pages_per_task)
     print(json.dumps({"rows": rows, "seconds": time.monotonic() - began,
                       "threads": Settings.from_env().threads, "pid": os.getpid()}))
 

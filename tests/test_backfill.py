@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -215,3 +216,19 @@ def seq_scans(db: SourceDb) -> dict[str, int]:
     time.sleep(1.2)  # backends flush their counters at most once a second when idle
     return dict(db.execute("select relname, seq_scan from pg_stat_user_tables "
                            "where relname like 'metrics%'"))
+
+
+def test_a_new_lake_and_the_tick_after_a_backfill_reuse_dbt_s_parsed_project(
+        lake: Lake, source_db: SourceDb, tmp_path: Path):
+    """dbt's parse of the project (~5 CPU-s in full) is shared by the checkout's lakes, and a
+    backfill's --vars do not throw it away: neither a new lake's backfill nor the tick after
+    it parses the project in full."""
+    with source_db.connect() as conn:
+        synthetic.fill_history(conn, days=2, sensors=3, end=source_db.now())
+    backfill(lake, 1)  # leaves the checkout's parse cache, if no earlier run did
+    fresh = Lake(tmp_path / "fresh", source_db)
+    backfill(fresh, 1)
+    fresh.run("tslake", "tick")
+    log = (fresh.settings.tmp_path / "dbt" / "logs" / "dbt.log").read_text()
+    assert "Unable to do partial parsing" not in log
+    assert log.count("Partial parsing enabled") >= 2

@@ -10,6 +10,7 @@ import fcntl
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,11 @@ def test_every_commit_path_full_fsyncs_on_darwin(darwin: list[str], lake: Lake,
                                                  monkeypatch: pytest.MonkeyPatch):
     """A backfill, a tick, a compaction and a retention move to a cold tier, in process,
     as on macOS: each commit's files, directories, manifest and lake.duckdb are flushed
-    with F_FULLFSYNC (os.fsync would fail the test)."""
+    with F_FULLFSYNC (os.fsync would fail the test). Each flush empties the drive's cache
+    (milliseconds): the backfill flushes each of its files once (its worker does; the commit
+    does not again) and each date directory once for all of its new shard directories."""
     with source_db.connect() as conn:
-        synthetic.fill_history(conn, days=3, sensors=3, end=source_db.now())
+        synthetic.fill_history(conn, days=3, sensors=24, end=source_db.now())
     cold = tmp_path / "cold"
     cold.mkdir()
     for key, value in {**lake.env, "TSLAKE_COLD_PATH": str(cold),
@@ -122,6 +125,12 @@ def test_every_commit_path_full_fsyncs_on_darwin(darwin: list[str], lake: Lake,
     monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
     hot = lake.settings.hot_path
     _tslake("backfill", "--days", "3")
+    counts = Counter(darwin)
+    files = [path for path in counts if path.endswith(".parquet.tmp")]
+    dates = [path for path in counts if Path(path).name.startswith("date=")]
+    assert len(files) >= 24 and len(dates) >= 3  # 3-4 days of 8 shards
+    assert {path: counts[path] for path in files if counts[path] != 1} == {}
+    assert {path: counts[path] for path in dates if counts[path] != 1} == {}
     source_db.execute("insert into metrics (sensor_id, ts, value, quality) "
                       "values ('late', now() - interval '2 days', 1, 0)")
     _tslake("tick")
@@ -142,3 +151,4 @@ def test_every_commit_path_full_fsyncs_on_darwin(darwin: list[str], lake: Lake,
     assert flushed(lambda p: p.startswith(str(cold / "metrics/v1" / "date=")))
     assert flushed(lambda p: p == str(hot / "metrics/v1"))  # a new date= entry
     assert lake.dataset()["partitions"], "the lake was written"
+

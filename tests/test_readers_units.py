@@ -302,3 +302,50 @@ def test_inspect_covers_every_dataset_of_the_typed_manifest(tmp_path: Path) -> N
     (settings.hot_path / "forecast_points/v1" / f"date={DAY}" / "shard=00" / "x.tmp").touch()
     assert inspect.inspect_lake(settings)["datasets"]["forecast_points/v1"][
         "uncommitted_files_on_disk"] == 1
+
+
+def test_scan_buckets_floor_to_epoch_boundaries_before_1970_and_from_an_unaligned_start(
+        tmp_path: Path) -> None:
+    """scan_sql counts buckets from the boundary at or before `start` with one integer
+    division: the buckets must still be epoch-aligned floors, on both sides of 1970, and
+    `ordered=False` must give the same rows."""
+    from datetime import timedelta
+
+    from runner.readers.scan import scan_sql
+
+    settings = settings_for(tmp_path, "metrics/v1")
+    document = manifest.empty()
+    document.generation = 1
+    entry = document.dataset("metrics/v1", 8)
+    entry.computed_through_ts = STAMP
+    entry.source_columns = {"quality": "smallint"}
+    types = ("varchar", "timestamptz", "double", "smallint", "timestamptz")
+    midnight = datetime(1970, 1, 1, tzinfo=UTC)
+    times = [midnight + timedelta(minutes=minute) for minute in range(-13, 14, 2)]
+    for day in ("1969-12-31", "1970-01-01"):
+        rows = [("s-1", moment, float(i), 0, moment) for i, moment in enumerate(times)
+                if moment.date().isoformat() == day]
+        write_file(settings, "metrics/v1", entry, f"part-{day}", METRIC_COLUMNS, types, rows,
+                   date=day)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    manifest.save(settings.manifest_path, document)
+    start, end = midnight - timedelta(minutes=11, seconds=30), midnight + timedelta(minutes=12)
+
+    width = 300  # 5 minutes
+    expected: dict[datetime, list[float]] = {}
+    for i, moment in enumerate(times):
+        if start <= moment < end:
+            seconds = int((moment - midnight).total_seconds())
+            expected.setdefault(midnight + timedelta(seconds=seconds // width * width),
+                                []).append(float(i))
+    conn = duckdb.connect()
+    conn.execute("set TimeZone = 'UTC'")
+    sql, params = scan_sql(settings, start=start, end=end, bucket="5m")
+    got = conn.execute(sql, params).fetchall()
+    assert [(row[1], row[2], row[3]) for row in got] == [
+        (bucket, sum(values) / len(values), len(values))
+        for bucket, values in sorted(expected.items())]
+    assert got[0][1] < midnight < got[-1][1]  # buckets on both sides of 1970
+    unsorted, params = scan_sql(settings, start=start, end=end, bucket="5m", ordered=False)
+    assert "order by" not in unsorted
+    assert sorted(conn.execute(unsorted, params).fetchall()) == got

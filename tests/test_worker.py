@@ -1,6 +1,8 @@
 """The service's tick worker (runner/service/worker.py) as real processes: its ticks commit
 what `tslake tick` commits, a wedged tick is killed at its deadline, the worker is recycled
-every N ticks, and a SIGKILL mid-tick loses nothing."""
+every N ticks, a SIGKILL mid-tick loses nothing, a Postgres restart between ticks is
+survived by the same worker; and the DuckDB database it keeps between runs starts each run
+with nothing the last one left (Plugin.start_run)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from typing import Any
 import pytest
 
 from conftest import Lake, SourceDb, assert_no_doubled_versions, source_rows
+from runner.dbt_bridge.plugin import Plugin
+from runner.dev import devdb, synthetic
+from runner.postgres.connection import SOURCE_CATALOG
 from runner.service.loop import ReplicationService
 
 pytestmark = pytest.mark.integration
@@ -151,3 +156,76 @@ def test_sigkill_of_the_worker_mid_tick_loses_nothing(lake: Lake, source_db: Sou
     assert_no_doubled_versions(lake)
     listed = set(lake.committed_files())
     assert all(path in listed for path in lake.files_on_disk() if path.suffix == ".parquet")
+
+
+def test_postgres_restart_between_ticks_is_survived_by_the_same_worker(
+        tmp_path: Path, services: Any):
+    """Its own server, so restarting it disturbs no other test. The worker keeps DuckDB
+    between ticks; each run attaches Postgres afresh, so the tick after the restart
+    reconnects instead of failing on the dead connection."""
+    pgdata = tmp_path / "own-pg"
+    env = devdb.start(pgdata, database="restarted")
+    try:
+        db = SourceDb(env, "restarted")
+        with db.connect() as conn:
+            synthetic.create_metrics_table(conn)
+        lake = Lake(tmp_path / "data", db)
+        service = services(lake)
+        insert(db, 10, 60)
+        assert service.tick().ok
+        assert service.worker is not None
+        pid = service.worker.pid
+        held = lake.dataset()["computed_through_ts"]
+        devdb.stop(pgdata)
+        assert devdb.start(pgdata, database="restarted")["PGPORT"] == env["PGPORT"]
+        insert(db, 10, 0)
+        outcome = service.tick()
+        assert outcome.ok, outcome.error
+        assert service.worker is not None and service.worker.pid == pid
+        watermark = lake.dataset()["computed_through_ts"]
+        assert watermark > held
+        assert lake.rows(newest=True) == source_rows(db, "inserted_at <= %s", (watermark,))
+    finally:
+        devdb.stop(pgdata)
+
+
+def test_start_run_leaves_nothing_of_the_last_run(lake: Lake, monkeypatch: pytest.MonkeyPatch):
+    """What a run may leave on the kept database (a lowered `threads`, a variable, another
+    catalog, a table, a dead Postgres attachment, the plugin's manifest) is gone, and the
+    source attached again, when the next run starts."""
+    for name, value in lake.env.items():
+        monkeypatch.setenv(name, value)
+    for name in [name for name in os.environ if name.startswith("TSLAKE_")]:
+        if name not in lake.env:
+            monkeypatch.delenv(name)
+    plugin = Plugin("tslake", {})
+    import duckdb
+
+    conn = duckdb.connect()
+    plugin.configure_connection(conn)
+    configured = conn.execute("select current_setting('threads'), "
+                              "current_setting('memory_limit')").fetchall()
+    conn.execute("set threads = 1")
+    conn.execute("set variable tslake_window_start = now()")
+    conn.execute("set variable tslake_hot_path = '/elsewhere'")
+    conn.execute("attach ':memory:' as leftover_catalog")
+    conn.execute("create table leftover_table as select 1 as x")
+    conn.execute("create view leftover_view as select 1 as x")
+    conn.execute(f"detach {SOURCE_CATALOG}")  # as if its server had gone away
+    plugin._document = object()  # type: ignore[assignment]
+    plugin._source_columns = {"metrics/v1": {}}
+    plugin.start_run()
+    assert plugin._document is None and plugin._source_columns is None
+    assert conn.execute("select current_setting('threads'), "
+                        "current_setting('memory_limit')").fetchall() == configured
+    assert conn.execute("select getvariable('tslake_window_start')").fetchone() == (None,)
+    assert conn.execute("select getvariable('tslake_hot_path')").fetchone() == (
+        str(lake.settings.hot_path),)
+    assert sorted(row[0] for row in conn.execute(
+        "select database_name from duckdb_databases() where not internal").fetchall()) == [
+        "memory", SOURCE_CATALOG]
+    assert conn.execute("select count(*) from duckdb_tables() where database_name = 'memory'"
+                        ).fetchone() == (0,)
+    assert conn.execute("select count(*) from duckdb_views() where not internal").fetchone() == (0,)
+    assert conn.execute(f"select count(*) from {SOURCE_CATALOG}.public.metrics").fetchone() == (0,)
+    conn.close()

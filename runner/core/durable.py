@@ -40,15 +40,20 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def makedirs_durable(directory: Path) -> None:
-    """mkdir -p, flushing each new directory's parent so the entries survive a crash."""
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for new in reversed(missing):
-        new.mkdir(exist_ok=True)
-        fsync_path(new.parent)
+def makedirs_durable(*directories: Path) -> None:
+    """mkdir -p each directory, then flush each parent that gained an entry, once: a day's
+    eight shard directories cost one flush of the date directory, not eight."""
+    parents: dict[Path, None] = {}  # insertion-ordered: the outermost parent first
+    for directory in directories:
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+            parents[new.parent] = None
+    for parent in parents:
+        fsync_path(parent)
 
 
 def durable_rename(src: Path, dst: Path) -> None:

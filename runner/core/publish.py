@@ -54,6 +54,7 @@ class StagedFile:
     shard: int
     rows: int
     path: str
+    flushed: bool = False  # the writer fsynced it already (the backfill's workers do)
 
 
 def segment_path(root: Path, date: str, shard: int, kind: str, run_id: str) -> Path:
@@ -141,7 +142,7 @@ def prepare_partitions(settings: Settings, dataset: str,
         if not _DATE.match(date) or not 0 <= shard < settings.shards:
             raise PublishError(f"partition date={date} shard={shard} is not valid for "
                                f"{dataset} ({settings.shards} shards)")
-        makedirs_durable(root / f"date={date}" / f"shard={shard:02d}")
+    makedirs_durable(*(root / f"date={date}" / f"shard={shard:02d}" for date, shard in partitions))
 
 
 def publish_segments(settings: Settings, document: Manifest, dataset: str, *, run_id: str,
@@ -178,7 +179,8 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
             raise PublishError(f"staged file {tmp} is not where {final.name}.tmp belongs: "
                                "the materialization and the runner disagree on the layout")
         try:
-            fsync_path(tmp)
+            if not staged.flushed:
+                fsync_path(tmp)
             durable_rename(tmp, final)
         except OSError as error:
             raise PublishError(f"cannot publish {tmp}: {error.strerror}; the lake is unchanged, "

@@ -3,8 +3,11 @@ dbt's chatter routed to tslake's log, and failures turned into one-line typed er
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -40,6 +43,7 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
     work = settings.tmp_path / "dbt"
+    _seed_partial_parse(work / "target")
     args = [*command, "--project-dir", str(PROJECT_ROOT), "--profiles-dir", str(PROJECT_ROOT),
             "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
             "--log-level", "none", "--log-level-file", "debug", "--no-use-colors"]
@@ -47,6 +51,11 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
         args += ["--select", dataset_selector(dataset)]
     if variables:
         args += ["--vars", yaml.safe_dump(variables, default_flow_style=True).strip()]
+        if manifest is None and command[0] == "run":
+            # Changed --vars make dbt parse the whole project again (~5 s, and the next tick
+            # once more): parse without them, partially as a tick does, and run that
+            # project; the vars apply when the models compile, at run time.
+            manifest = run_dbt(settings, ["parse", "--no-write-json"])
     if macro_args:
         args += ["--args", yaml.safe_dump(macro_args, default_flow_style=True).strip()]
 
@@ -65,6 +74,7 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     dbt_plugin.last_error = None
     result = dbtRunner(manifest=manifest, callbacks=[forward]).invoke(args)
     if result.success:
+        _share_partial_parse(work / "target")
         return result.result
     # run-operation swallows the plugin's exception; the plugin keeps the typed error.
     cause = _tslake_cause(result.exception) or dbt_plugin.last_error
@@ -75,6 +85,33 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
     if disk_full is not None:
         raise PublishError(disk_full)
     raise DbtRunError(f"dbt {command[0]} failed: {message}")
+
+
+# dbt's partial-parse cache, shared by every lake of this checkout: a new lake (a fresh
+# backfill) then skips dbt's full parse of the project, ~5 CPU-s. dbt checks the cache
+# against the project's files, vars and profile itself and parses again when it is stale.
+SHARED_PARSE_CACHE = PROJECT_ROOT / "target" / "partial_parse.msgpack"
+_PARSE_CACHE = "partial_parse.msgpack"
+
+
+def _seed_partial_parse(target: Path) -> None:
+    if (target / _PARSE_CACHE).exists() or not SHARED_PARSE_CACHE.exists():
+        return
+    with contextlib.suppress(OSError):  # only a cache: dbt parses in full without it
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHARED_PARSE_CACHE, target / _PARSE_CACHE)
+
+
+def _share_partial_parse(target: Path) -> None:
+    cache = target / _PARSE_CACHE
+    with contextlib.suppress(OSError):
+        shared = SHARED_PARSE_CACHE.stat().st_mtime if SHARED_PARSE_CACHE.exists() else 0.0
+        if shared >= cache.stat().st_mtime:
+            return
+        SHARED_PARSE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        staged = SHARED_PARSE_CACHE.with_name(f"{_PARSE_CACHE}.{os.getpid()}.tmp")
+        shutil.copyfile(cache, staged)
+        os.replace(staged, SHARED_PARSE_CACHE)  # readers never see a torn copy
 
 
 def _tslake_cause(error: BaseException | None) -> TslakeError | None:

@@ -51,6 +51,10 @@ class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.settings = Settings.from_env()
         self._conn: DuckDBPyConnection | None = None
+        self._start_run_state()
+
+    def _start_run_state(self) -> None:
+        """What one run keeps on the plugin; a new run starts from none of it."""
         self._cursors: list[DuckDBPyConnection] = []
         # The manifest as this run last read or committed it: the lock is held from the
         # first step to the end of the process, so the next step (another dataset, the
@@ -72,6 +76,35 @@ class Plugin(BasePlugin):
             raise DbtBaseException(f"tslake: {error}") from error
         configure_session(conn, self.settings)
         self._conn = conn
+
+    def start_run(self) -> None:
+        """Make a DuckDB database kept open from one run to the next (the service's tick
+        worker) what a fresh process's first run sees: the plugin's per-run state dropped;
+        the tables and views a run left in memory dropped (temporary ones live on cursors,
+        which dbt and the runner close after each run); every attached catalog detached, so
+        a Postgres connection (its snapshot, its catalog cache) lives one run and a
+        restarted server is simply reconnected; every variable reset; and the database set
+        up again: the settings tslake sets (such as the `threads` a backfill lowers), the
+        secrets, a fresh attachment of the source.
+        Raises TslakeError (e.g. SourceError: Postgres unreachable) as a first run would."""
+        self._start_run_state()
+        conn = self._connection()
+        for (name,) in conn.execute("select database_name from duckdb_databases() "
+                                    "where not internal and database_name <> 'memory'"
+                                    ).fetchall():
+            conn.execute(f'DETACH "{name}"')
+        # (after the detach: duckdb_tables() would list every Postgres table too)
+        left = conn.execute(
+            "select 'table', database_name, schema_name, table_name from duckdb_tables() "
+            "where not internal and database_name in ('memory', 'temp') union all "
+            "select 'view', database_name, schema_name, view_name from duckdb_views() "
+            "where not internal and database_name in ('memory', 'temp')").fetchall()
+        for kind, *name in left:
+            conn.execute(f"DROP {kind} IF EXISTS " + ".".join(f'"{part}"' for part in name))
+        for (name,) in conn.execute("select name from duckdb_variables()").fetchall():
+            conn.execute(f'RESET VARIABLE "{name}"')
+        configure_database(conn, self.settings, SourceConninfo())
+        configure_session(conn, self.settings)
 
     def configure_cursor(self, cursor: DuckDBPyConnection) -> None:
         configure_session(cursor, self.settings)

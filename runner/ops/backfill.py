@@ -340,7 +340,7 @@ class BackfillRun:
                 Path(task.path).unlink(missing_ok=True)
                 continue
             staged.append(publish.StagedFile(date=day.date, shard=task.shard, rows=rows,
-                                             path=task.path))
+                                             path=task.path, flushed=True))
         rows = sum(file.rows for file in staged)
         if staged or (self.replace and day.in_lake):
             self.record = self.record.model_copy(update={

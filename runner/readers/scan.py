@@ -13,7 +13,7 @@ buckets are the same epoch-microsecond arithmetic as `tslake query --bucket`
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -25,9 +25,12 @@ from runner.readers import query, views
 
 
 def scan_sql(settings: Settings, *, start: datetime, end: datetime, bucket: str = "5m",
-             agg: str = "avg", dataset: str = "metrics/v1") -> tuple[str, dict[str, Any]]:
+             agg: str = "avg", dataset: str = "metrics/v1",
+             ordered: bool = True) -> tuple[str, dict[str, Any]]:
     """The query and its parameters: one row per (series, bucket) with rows in
-    [start, end): series column, `bucket_start`, the aggregate, `samples`; sorted."""
+    [start, end): series column, `bucket_start`, the aggregate, `samples`; sorted by series
+    and bucket unless `ordered=False` (a consumer that groups or joins next skips the sort:
+    ~0.3 s per million buckets on 2 cores)."""
     if end <= start:
         raise ConfigError(f"end {manifest.rfc3339(end)} is not after start "
                           f"{manifest.rfc3339(start)}")
@@ -46,7 +49,7 @@ def scan_sql(settings: Settings, *, start: datetime, end: datetime, bucket: str 
     single, multi = views.files_by_overlap(
         settings, dataset, entry, keep=lambda day, shard: first <= date.fromisoformat(day) <= last)
     series, time = views.identifier(spec.series), views.identifier(spec.time)
-    params: dict[str, Any] = {"start": start, "end": end, "width": width}
+    params: dict[str, Any] = {"start": start, "end": end}
     parts = []
     for name, files in (("single", single), ("multi", multi)):
         if files:
@@ -59,14 +62,26 @@ def scan_sql(settings: Settings, *, start: datetime, end: datetime, bucket: str 
     if not parts:
         parts.append(views.empty_sql(spec, entry, [spec.series, spec.time, query.VALUE_COLUMN],
                                      partitions=False))
-        params = {"width": width}
+        params = {}
     rows = " union all ".join(f"({part})" for part in parts)
     aggregate = query.AGGREGATES[agg].format(time=time)
-    # Floor division: buckets before 1970 stay right (as in `tslake query`).
+    # Buckets count from `origin`, the bucket boundary at or before `start`: every row is at
+    # or after it, so one integer division floors (before 1970 too), with the constants in
+    # the SQL text (DuckDB folds them; as parameters the pass took ~20% longer).
+    start_us = _epoch_us(start)
+    origin = start_us - start_us % width  # Python's % floors: a boundary at or before start
+    order = f" order by {series}, bucket_us" if ordered else ""
     return (f"select {series}, make_timestamptz(bucket_us) as bucket_start, "
-            f"{aggregate} as {agg}, count(*) as samples from (select *, epoch_us({time}) - "
-            f"((epoch_us({time}) % $width) + $width) % $width as bucket_us from ({rows})) "
-            f"group by {series}, bucket_us order by {series}, bucket_us", params)
+            f"{aggregate} as {agg}, count(*) as samples from (select *, {origin} + "
+            f"(epoch_us({time}) - {origin}) // {width} * {width} as bucket_us from ({rows})) "
+            f"group by {series}, bucket_us{order}", params)
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970, exactly (no float); a naive datetime is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def scan(settings: Settings, *, start: datetime, end: datetime, bucket: str = "5m",

@@ -4,11 +4,14 @@ dbt, DuckDB imported) from one tick to the next.
 A `tslake tick` process spends ~2 s starting Python, importing dbt and parsing the project
 for ~0.2 s of work; at a 60 s interval that start-up is most of the service's CPU. The
 worker pays it once, then runs each tick as `tslake tick` does (the lake's lock, the same
-`dbt run`, the same commit), with dbt handed the parsed manifest (a fresh copy per run:
-dbt's compile mutates the nodes it runs) and `--no-write-json` (rewriting manifest.json and
-run_results.json was a third of a tick's CPU; `tslake tick` and `dbt run` still write them).
-Each run opens its own in-memory DuckDB and Postgres attachment and closes them after, so
-nothing of one tick's database state (a Postgres snapshot) reaches the next.
+`dbt run`, the same commit), with dbt handed the parsed manifest (fresh copies of its nodes
+per run: dbt's compile mutates the nodes it runs) and `--no-write-json` (rewriting
+manifest.json and run_results.json was a third of a tick's CPU; `tslake tick` and `dbt run`
+still write them). The in-memory DuckDB, with the postgres extension loaded, is kept from
+one run to the next (set up afresh it was ~40% of a tick's CPU); the tslake plugin resets it
+before each run (`Plugin.start_run`: Postgres attached afresh, no variable, catalog, table
+or setting of the last run), so nothing of one tick's database state (a Postgres snapshot,
+a connection to a server since restarted) reaches the next.
 
 It stays a child process so that the service can still kill a wedged tick at its deadline:
 `TickWorker` (the service's side) kills the worker's whole session on timeout and retires
@@ -78,31 +81,65 @@ def main() -> int:
         answer({"ok": False, "error": f"tslake: error: {_redacted(str(error))}"})
         return error.exit_code
     answer({"ready": os.getpid()})
-    # dbt's own copy (copy.deepcopy breaks its lookups), made while idle
-    pending = parsed.deepcopy()
+    pristine = _PristineNodes(parsed)
     for line in sys.stdin:
         if line.strip() != "tick":
             continue
         try:
+            _start_run()
             with publish.writing(settings, "tslake tick"):
-                run_dbt(settings, ["run", "--no-write-json"], manifest=pending)
+                run_dbt(settings, ["run", "--no-write-json"], manifest=parsed)
             answer({"ok": True, "summary": json.loads(json.dumps(
                 _last_runs(settings, names), default=str))})
         except TslakeError as error:
             message = f"tslake: error: {_redacted(str(error))}"
             print(message, file=sys.stderr, flush=True)
             answer({"ok": False, "error": message})
-        finally:
-            _close_duckdb()
-        pending = parsed.deepcopy()
+            _close_duckdb()  # the service replaces this worker; nothing of the run is kept
+        pristine.restore(parsed)  # while idle
     return 0
+
+
+class _PristineNodes:
+    """The parsed project's nodes as parsing left them. dbt's compile mutates the nodes it
+    runs (an ephemeral model's CTE is injected once and marked so: compiled again, the
+    model would lose it), so each run gets copies of the nodes; the rest of the manifest
+    (macros, sources, files: most of its size) compile only reads, and is shared. A copy of
+    the nodes alone costs a few milliseconds where `Manifest.deepcopy()` cost ~0.2 CPU-s."""
+
+    def __init__(self, parsed: Any) -> None:
+        from dbt.contracts.graph.manifest import _deepcopy
+
+        self._copy = _deepcopy
+        self._nodes = {uid: _deepcopy(node) for uid, node in parsed.nodes.items()}
+
+    def restore(self, manifest: Any) -> None:
+        manifest.nodes = {uid: self._copy(node) for uid, node in self._nodes.items()}
+
+
+def _start_run() -> None:
+    """The next run reuses the DuckDB database dbt-duckdb keeps for the life of the
+    process (the postgres extension loaded, the session configured: setting it up again
+    was ~40% of a tick's CPU). The tslake plugin resets it first (`Plugin.start_run`: a
+    fresh Postgres attachment, no variable, catalog, table or setting a run left); if
+    that fails, the database is dropped and the run opens a new one, failing as a first
+    run would (e.g. Postgres unreachable) with the error dbt reports."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV
+    plugin = getattr(environment, "_plugins", {}).get("tslake")
+    if plugin is None:
+        return
+    try:
+        plugin.start_run()
+    except Exception as error:  # a run on a new database reports it as a first run would
+        log.info("tslake: reopening DuckDB for this run: %s", error)
+        _close_duckdb()
 
 
 def _close_duckdb() -> None:
     """Close the DuckDB database dbt-duckdb keeps for the life of the process: the next
-    run opens its own, as a run in a new process would. Kept open, its attached Postgres
-    connections carried one tick's snapshot into the next (that tick read no new rows),
-    and the tslake plugin its last run's manifest and source check."""
+    run opens its own, as a run in a new process would."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     with DuckDBConnectionManager._LOCK:
