@@ -89,7 +89,9 @@ def test_the_manifest_written_compactly_reads_back_the_same_and_older_files_stil
     assert loaded.model_dump(mode="json") == document.model_dump(mode="json")
     # A manifest as earlier versions wrote it (json.dumps, indented, sorted keys) ...
     path.write_text(json.dumps(json.loads(raw), indent=2, sort_keys=True))
-    assert manifest.load(path).model_dump(mode="json") == document.model_dump(mode="json")
+    pretty = manifest.load(path)
+    assert pretty is not None
+    assert pretty.model_dump(mode="json") == document.model_dump(mode="json")
     # ... and a version 1 file goes through migrate(), the same as before.
     old = json.loads(raw)
     old["version"] = 1
