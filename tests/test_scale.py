@@ -14,7 +14,7 @@ import pytest
 
 from conftest import Lake, SourceDb, assert_clean_disk, source_rows
 from runner.config import Settings
-from runner.core import leftovers, lock, manifest, roots
+from runner.core import leftovers, lock, manifest, publish, roots
 from runner.core.manifest import parse_rfc3339
 from runner.errors import ManifestError
 
@@ -209,6 +209,12 @@ def test_the_sweep_runs_unless_the_last_writer_ended_cleanly_this_boot_on_this_m
         (settings.state_dir / leftovers.TIDY_FILE).unlink()
         leftovers.mark_tidy(settings)  # a hold that never swept cannot vouch for the lake
     assert not (settings.state_dir / leftovers.TIDY_FILE).exists()
+    with publish.writing(settings, "outer"):  # a command's hold, as the CLI takes it
+        leftovers.before_write(settings, document)
+        with publish.writing(settings, "nested"):
+            pass
+        assert not (settings.state_dir / leftovers.TIDY_FILE).exists()  # the outer still writes
+    assert (settings.state_dir / leftovers.TIDY_FILE).exists()
     monkeypatch.setattr(leftovers, "_BOOT_ID_FILE", tmp_path / "no-such-file")
     monkeypatch.setattr(leftovers.sys, "platform", "unknown")
     assert leftovers.boot_id() is None

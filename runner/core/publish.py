@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.core import iceberg, leftovers, manifest, tiers
+from runner.core import iceberg, leftovers, lock, manifest, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path, makedirs_durable, write_json_atomic
 from runner.core.failpoints import failpoint
@@ -107,6 +107,7 @@ def writing(settings: Settings, purpose: str) -> Iterator[None]:
     command fails, what it left uncommitted is removed before the lock is released: a run
     that failed on a full disk must not keep the disk full of its own `*.tmp` files. If it
     succeeds, it left nothing, and says so for the next writer (runner/core/leftovers.py)."""
+    outermost = lock.hold_number(settings.lock_path) is None  # a nested one vouches for nothing
     with lake_lock(settings.lock_path, settings.lock_timeout_seconds, purpose):
         try:
             yield
@@ -120,7 +121,8 @@ def writing(settings: Settings, purpose: str) -> Iterator[None]:
             except OSError as error:  # the next command tries again
                 log.warning("could not remove the failed run's files yet: %s", error)
             raise
-        leftovers.mark_tidy(settings)
+        if outermost:
+            leftovers.mark_tidy(settings)
 
 
 def new_run_id() -> str:
