@@ -37,6 +37,7 @@ bench: install  ## 10M-row table in a throwaway Postgres: COPY vs backfill, RSS,
 	$(BIN)/python -m bench.s3
 	$(BIN)/python -m bench.derived
 	$(BIN)/python -m bench.iceberg
+	$(BIN)/python -m bench.scale
 
 lint: install  ## ruff and mypy on runner/, tests/ and bench/
 	$(BIN)/ruff check runner tests bench

@@ -5,6 +5,7 @@ metadata model and Avro writers, loaded only by a refresh that has files to name
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from datetime import date as date_type
 from pathlib import Path
@@ -126,7 +127,7 @@ def _manifests(directory: Path, io: PyArrowFileIO, metadata: TableMetadataV2,
     reusable: dict[str, ManifestFile] = {}
     if current is not None:
         for manifest_file in read_manifest_list(io.new_input(current.manifest_list)):
-            match = MANIFEST_FILE.match(Path(manifest_file.manifest_path).name)
+            match = MANIFEST_FILE.match(_name(manifest_file.manifest_path))
             if match:
                 reusable[f"{match['date']}-{match['digest']}"] = manifest_file
     schema, spec = metadata.schema(), metadata.spec()
@@ -228,14 +229,20 @@ def _expire(directory: Path, io: PyArrowFileIO, metadata: TableMetadata, version
     wrote it."""
     kept_ids = {str(item.snapshot_id) for item in metadata.snapshots}
     oldest = min(metadata.snapshots, key=lambda item: item.sequence_number or 0)
-    needed = {Path(item.manifest_path).name
+    needed = {_name(item.manifest_path)
               for item in read_manifest_list(io.new_input(oldest.manifest_list))}
-    needed |= {Path(item.metadata_file).name for item in metadata.metadata_log}
+    needed |= {_name(item.metadata_file) for item in metadata.metadata_log}
     needed |= {f"v{version}.metadata.json", VERSION_HINT}
-    for path in directory.iterdir():
-        name = path.name
+    for name in os.listdir(directory):
+        if name in needed:
+            continue
         manifest = MANIFEST_FILE.match(name) or MANIFEST_LIST.match(name)
-        if name in needed or (manifest and manifest["id"] in kept_ids):
+        if manifest and manifest["id"] in kept_ids:
             continue
         if manifest or METADATA_FILE.match(name) or name.endswith(".tmp"):
-            path.unlink(missing_ok=True)
+            (directory / name).unlink(missing_ok=True)
+
+
+def _name(location: str) -> str:
+    """The file name of a metadata location (a string split: there are one per date)."""
+    return location.rsplit("/", 1)[-1]

@@ -7,6 +7,7 @@ takes it and then runs dbt in-process, whose plugin takes it again.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import sys
@@ -18,6 +19,9 @@ from pathlib import Path
 from runner.errors import LakeBusyError
 
 _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, depth)
+# lock path -> which hold of it this is: a number no earlier hold in this process had.
+_hold_numbers: dict[Path, int] = {}
+_holds = itertools.count(1)
 
 
 def acquire(path: Path, timeout_seconds: float, purpose: str) -> None:
@@ -48,12 +52,19 @@ def acquire(path: Path, timeout_seconds: float, purpose: str) -> None:
                               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "argv": " ".join(sys.argv[:3])}).encode(), 0)
     _held[path] = (fd, 1)
+    _hold_numbers[path] = next(_holds)
 
 
 def release(path: Path) -> None:
     """Undo one `acquire`; the last release unlocks."""
     path = path.absolute()
     _unwind_to(path, max(0, _depth(path) - 1))
+
+
+def hold_number(path: Path) -> int | None:
+    """Which hold of the lock this process is in (None: it does not hold it): what was
+    found out under the lock stays true until this number changes."""
+    return _hold_numbers.get(path.absolute())
 
 
 def _depth(path: Path) -> int:
@@ -68,6 +79,7 @@ def _unwind_to(path: Path, depth: int) -> None:
         _held[path] = (fd, min(current, depth))
         return
     del _held[path]
+    _hold_numbers.pop(path, None)
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 

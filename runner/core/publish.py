@@ -14,7 +14,8 @@ backfill, a repair, a compaction):
                   TSLAKE_DELETE_GRACE_SECONDS, lists them as pending deletes for later.
 
 Killed anywhere before the manifest replace, the next `open_write` deletes the new files;
-killed after it, the files are committed and only the replaced ones are left to delete.
+killed after it, the files are committed and only the replaced ones are left to delete
+(runner/core/leftovers.py: how the next writer knows whether to look).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.core import iceberg, manifest, tiers
+from runner.core import iceberg, leftovers, lock, manifest, tiers
 from runner.core.datasets import DatasetSpec
 from runner.core.durable import durable_rename, fsync_path, makedirs_durable, write_json_atomic
 from runner.core.failpoints import failpoint
@@ -92,9 +93,9 @@ def open_write(settings: Settings, spec: DatasetSpec, purpose: str,
         types = spec.check_source(source_columns, entry.source_columns)
         if entry.source_columns != types:
             entry.source_columns, changed = types, True
+    leftovers.before_write(settings, document)  # before a save changes the manifest's stamp
     if changed:
         manifest.save(settings.manifest_path, document)
-    remove_leftovers(settings, document)
     views.refresh_if_stale(settings, document)
     iceberg.refresh(settings, document)  # catches up after a kill before its refresh
     return document
@@ -104,7 +105,9 @@ def open_write(settings: Settings, spec: DatasetSpec, purpose: str,
 def writing(settings: Settings, purpose: str) -> Iterator[None]:
     """The lake's lock around a writing command (tick, backfill, repair, compact). If the
     command fails, what it left uncommitted is removed before the lock is released: a run
-    that failed on a full disk must not keep the disk full of its own `*.tmp` files."""
+    that failed on a full disk must not keep the disk full of its own `*.tmp` files. If it
+    succeeds, it left nothing, and says so for the next writer (runner/core/leftovers.py)."""
+    outermost = lock.hold_number(settings.lock_path) is None  # a nested one vouches for nothing
     with lake_lock(settings.lock_path, settings.lock_timeout_seconds, purpose):
         try:
             yield
@@ -112,30 +115,14 @@ def writing(settings: Settings, purpose: str) -> Iterator[None]:
             try:
                 document = manifest.load(settings.manifest_path)
                 if document is not None:
-                    remove_leftovers(settings, document)
+                    leftovers.remove_leftovers(settings, document)
             except TslakeError:
                 pass  # e.g. an unreadable manifest: the error being raised says so already
             except OSError as error:  # the next command tries again
                 log.warning("could not remove the failed run's files yet: %s", error)
             raise
-
-
-def remove_leftovers(settings: Settings, document: Manifest) -> int:
-    """Delete what killed runs left: `*.tmp` files, and Parquet files no manifest lists."""
-    removed = 0
-    now = manifest.utc_now()
-    for stale in [*settings.state_dir.glob("*.tmp"), *settings.state_dir.glob("*.tmp.wal")]:
-        stale.unlink(missing_ok=True)
-        removed += 1
-    for name, entry in document.datasets.items():
-        root = dataset_root(settings, name)
-        committed = entry.committed_paths() | manifest.pending_paths(
-            entry, now, settings.delete_grace_seconds)
-        removed += tiers.remove_uncommitted(root, "date=*", committed)
-    removed += tiers.remove_cold_leftovers(settings, document)
-    if removed:
-        log.info("removed %d leftover file(s) of interrupted runs", removed)
-    return removed
+        if outermost:
+            leftovers.mark_tidy(settings)
 
 
 def new_run_id() -> str:
@@ -181,7 +168,7 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
         raise PublishError(f"cannot publish kind={kind!r} run_id={run_id!r}: kind must be one "
                            f"of {', '.join(FILE_KINDS)} and run_id like 20260122T101500Z-1a2b3c4d")
     committed_document = document
-    document = document.model_copy(deep=True)  # adopted once the commit succeeded
+    document = manifest.draft(document, dataset)  # adopted once the commit succeeded
     entry = document.dataset(dataset, settings.shards)
     root = dataset_root(settings, dataset)
 
@@ -209,7 +196,7 @@ def publish_segments(settings: Settings, document: Manifest, dataset: str, *, ru
 
     now = manifest.utc_now()
     rows_in = {file.path: file.rows for _, _, file in entry.files_of()
-               if file.path in replace_paths}
+               if file.path in replace_paths} if replace_paths else {}
     replaced = manifest.add_files(entry, committed, replace_dates=replace_dates,
                                   replace_paths=replace_paths, now=now)
     if watermark is not None:

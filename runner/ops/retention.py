@@ -103,13 +103,13 @@ def _apply(settings: Settings, dataset: str, document: Manifest, due: list[str],
     for date in due:
         # Changed on a copy, adopted once committed: a failed commit leaves `document`
         # as the file is (the caller may go on with it).
-        work = document.model_copy(deep=True)
+        work = manifest.draft(document, dataset)
         entry = work.datasets[dataset]
-        partition = entry.partitions[date]
-        files = list(partition.files)
+        files = list(entry.partitions[date].files)
         if cold is not None:
             tiers.record_cold_writes(settings, dataset, {date})
             _copy_partition(hot, cold, dataset, date, files)
+            partition = manifest.own_partition(entry, date)
             partition.location = "cold"
             partition.updated_at = manifest.rfc3339(manifest.utc_now())
         else:
