@@ -175,3 +175,12 @@ def median(values: list[float]) -> float:
 
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def archived(ref: str, into: Path) -> Path:
+    """The source tree of commit `ref` (git archive), for `--compare-with`."""
+    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref],
+                             capture_output=True, check=True).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into

@@ -30,7 +30,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import dataset, measure, report
-from runner.config import PROJECT_ROOT, Settings
+from runner.config import Settings
 
 DATASET = "metrics/v1"
 GOAL_RATIO = 1.2
@@ -207,15 +206,6 @@ def profiled_tick(lake: Lake, work: Path) -> dict[str, float]:
     return phases
 
 
-def archived(ref: str, into: Path) -> Path:
-    """The source tree of commit `ref` (git archive), for `--compare-with`."""
-    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref],
-                             capture_output=True, check=True).stdout
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
-
-
 def build(server: dataset.Server, table: dataset.Table, root: Path, days: int,
           retention_days: int, code: Path | None, ref: str) -> Lake:
     env = measure.lake_env(server, table.database, root,
@@ -240,7 +230,7 @@ def measure_lakes(args: argparse.Namespace, work: Path) -> tuple[dataset.Table, 
             f"{args.days + 1} days) in {table.load_seconds:.0f} s")
         codes: list[Path | None] = [None]
         if args.compare_with:
-            codes.append(archived(args.compare_with, work / "compared"))
+            codes.append(measure.archived(args.compare_with, work / "compared"))
         lakes = [build(server, table, work / f"lake-{days}-{number}", days, args.days + 30,
                        code, args.compare_with or "")
                  for number, code in enumerate(codes) for days in (args.small_days, args.days)]

@@ -200,15 +200,6 @@ def render(runs: list[ServiceRun], table: dataset.Table, interval: float, load: 
     return lines
 
 
-def archived(ref: str, into: Path) -> Path:
-    """The source tree of commit `ref` (git archive), for `--compare-with`."""
-    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref],
-                             capture_output=True, check=True).stdout
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -229,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         measure.backfill(server, env, int(args.days) + 1)
         modes: list[tuple[int, Path | None]] = [(0, None)]
         if args.compare_with:
-            modes.append((DEFAULT_MAX_TICKS, archived(args.compare_with, work / "compared")))
+            compared = measure.archived(args.compare_with, work / "compared")
+            modes.append((DEFAULT_MAX_TICKS, compared))
         modes.append((DEFAULT_MAX_TICKS, None))
         # A process per tick costs the same every tick (its start-up): half the ticks keep
         # the default run within its 6 minutes.
