@@ -137,6 +137,8 @@ class ReplicationService:
         logs.relay_child_output(line)
 
     def _record(self, outcome: TickOutcome) -> None:
+        # The watermarks first: /healthz never counts a tick whose commit it does not show.
+        self._read_watermarks()
         with self.health.lock:
             self.health.last = outcome
             self.health.ticks += 1
@@ -146,7 +148,6 @@ class ReplicationService:
                 self.health.failures += 1
                 self.health.consecutive_failures += 1
         self.metrics.record(outcome)
-        self._read_watermarks()
         self.health.remember(outcome)
         duration = outcome.finished_at - outcome.started_at
         if outcome.ok:
