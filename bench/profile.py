@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import resource
+import shutil
 import subprocess
 import tempfile
 import time
@@ -81,13 +82,13 @@ def task_stages(server: Server, table: Table, env: dict[str, str]) -> list[Stage
         time.sleep(0.3)
         stages.append(Stage(name, _cpu() - client, postgres_cpu(server) - pg_cpu, wall))
     conn.close()
-    subprocess.run(["rm", "-rf", str(out)], check=False)
+    shutil.rmtree(out, ignore_errors=True)
     return stages
 
 
 def startup_stages(env: dict[str, str]) -> list[Stage]:
-    """CPU of importing tslake's CLI, of importing dbt, and of `tslake backfill --help`-free
-    start-up: a `dbt parse` of the project from the checkout's cache."""
+    """CPU of a command's start-up, in three steps: Python importing tslake's CLI, then
+    dbt too, then a `dbt parse` of the project from the checkout's partial-parse cache."""
     commands = {
         "python + `import runner.cli`": [str(BIN / "python"), "-c", "import runner.cli"],
         "+ `import dbt.cli.main`": [str(BIN / "python"), "-c",

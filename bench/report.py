@@ -32,6 +32,14 @@ class SizeResult:
     def best(self) -> Backfill:
         return max(self.backfills, key=lambda run: run.rate)
 
+    def copy_cpu(self) -> float:
+        return median([copy.postgres_cpu for copy in self.copies])
+
+    def bounds(self, cores: int) -> tuple[float, float]:
+        """Rows/s the CPU seconds allow: the COPY's one backend on one core, and the fastest
+        backfill (its threads plus Postgres) on `cores`."""
+        return self.table.rows / self.copy_cpu(), self.table.rows / (self.best().cpu / cores)
+
 
 @dataclass
 class Alternative:
@@ -100,10 +108,8 @@ def _size_rows(result: SizeResult) -> list[str]:
 
 def _cpu_rows(result: SizeResult, cores: int) -> list[str]:
     best, rows = result.best(), result.table.rows
-    copy_cpu = median([copy.postgres_cpu for copy in result.copies])
-    copy_bound = rows / copy_cpu  # one backend: one core's worth
-    bound = rows / (best.cpu / cores)
-    return [f"| {rows:,} | {copy_cpu:.2f} s | {copy_bound / 1e6:.2f}M rows/s | "
+    copy_bound, bound = result.bounds(cores)
+    return [f"| {rows:,} | {result.copy_cpu():.2f} s | {copy_bound / 1e6:.2f}M rows/s | "
             f"{best.summary['cpu_seconds']:.2f} s | {best.postgres_cpu:.2f} s | "
             f"{best.cpu / best.summary['seconds']:.2f} | {bound / 1e6:.2f}M rows/s | "
             f"{bound / copy_bound:.2f}x |"]
@@ -137,7 +143,7 @@ def _production_lines(report: Report) -> list[str]:
     for run in report.production:
         size, best = run.size, run.size.best()
         copy_seconds = median([copy.seconds for copy in size.copies])
-        copy_cpu = median([copy.postgres_cpu for copy in size.copies])
+        copy_cpu = size.copy_cpu()
         lines.append(
             f"| {run.pg_version} | {size.table.rows:,} | {copy_seconds:.2f} s | "
             f"{float(best.summary['seconds']):.2f} s | **{best.rate / size.copy_rate:.2f}x** | "
@@ -151,9 +157,7 @@ def _production_lines(report: Report) -> list[str]:
               "| PostgreSQL | COPY bound | backfill bound | ratio of the bounds |",
               "| ---: | ---: | ---: | ---: |"]
     for run in report.production:
-        size, best = run.size, run.size.best()
-        copy_bound = size.table.rows / median([copy.postgres_cpu for copy in size.copies])
-        bound = size.table.rows / (best.cpu / cores)
+        copy_bound, bound = run.size.bounds(cores)
         lines.append(f"| {run.pg_version} | {copy_bound / 1e6:.2f}M rows/s | "
                      f"{bound / 1e6:.2f}M rows/s | {bound / copy_bound:.2f}x |")
     for run in report.production:

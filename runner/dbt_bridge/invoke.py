@@ -20,7 +20,8 @@ log = logging.getLogger("tslake.dbt")
 # dbt events worth an operator's line: our own `log(..., info=True)` messages, and errors.
 _FORWARDED_EVENTS = {"JinjaLogInfo", "RunResultError", "RunResultFailure"}
 _OPERATION_ERROR = "Encountered an error while running operation: "
-# strerror of ENOSPC and EDQUOT (Linux and macOS), as DuckDB and Python repeat them.
+
+
 class DbtRunError(TslakeError):
     """A dbt command failed; the message is the first line of dbt's own error."""
 
@@ -90,8 +91,8 @@ def run_dbt(settings: Settings, command: list[str], *, variables: dict[str, Any]
 # dbt's partial-parse cache, shared by every lake of this checkout: a new lake (a fresh
 # backfill) then skips dbt's full parse of the project, ~5 CPU-s. dbt checks the cache
 # against the project's files, vars and profile itself and parses again when it is stale.
-SHARED_PARSE_CACHE = PROJECT_ROOT / "target" / "partial_parse.msgpack"
 _PARSE_CACHE = "partial_parse.msgpack"
+SHARED_PARSE_CACHE = PROJECT_ROOT / "target" / _PARSE_CACHE
 
 
 def _seed_partial_parse(target: Path) -> None:
